@@ -1,0 +1,65 @@
+# The two commands: `make run` and `make test`. Everything else is a step of those.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
+	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' && { echo $$p; break; }; done)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DEVSTACK := $(PY) deploy/local/devstack.py
+
+.PHONY: help
+help:
+	@echo "make run    set everything up and run the whole platform (Ctrl-C stops it)"
+	@echo "make test   set everything up and run every test against real Kafka and PostgreSQL"
+	@echo "make lint   ruff check, ruff format --check, mypy --strict"
+	@echo "make docs   regenerate the AsyncAPI documents in docs/asyncapi/"
+	@echo "make infra-up / infra-down [STACK=dev|test]   local Kafka and PostgreSQL only"
+
+$(STAMP): pyproject.toml requirements.lock
+	@test -n "$(PYTHON)" || { echo "Python 3.11 or newer is required"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.lock
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+.PHONY: venv
+venv: $(STAMP)
+
+STACK ?= dev
+
+.PHONY: infra-up
+infra-up: $(STAMP)
+	$(DEVSTACK) up --stack $(STACK)
+
+.PHONY: infra-down
+infra-down: $(STAMP)
+	$(DEVSTACK) down --stack $(STACK)
+
+.PHONY: run
+run: $(STAMP)
+	$(PY) deploy/local/run.py
+
+.PHONY: lint
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+.PHONY: docs
+docs: $(STAMP)
+	$(PY) -m shared.asyncapi docs/asyncapi
+
+# TEST_INFRA=local (default without Docker) starts the test stack itself and stops it after.
+.PHONY: test
+test: lint
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+.PHONY: clean
+clean:
+	-$(DEVSTACK) down --stack dev
+	-$(DEVSTACK) down --stack test
+	rm -rf .local $(VENV)

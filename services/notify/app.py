@@ -1,0 +1,153 @@
+"""Notify: the customer-service voice. Tells customers their complaint was received.
+
+A notification is recorded (status ``sending``) and committed before anything
+is sent; the send's outcome is then recorded with its event in one transaction.
+A redelivered event finds its notification key taken and sends nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.utils import make_msgid
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import asyncpg
+import structlog
+from faststream import FastStream
+
+from services.notify.email import TRANSIENT_SMTP_ERRORS, EmailSender, SmtpSender
+from services.notify.settings import NotifySettings
+from services.notify.templates import render
+from shared.consumer import subscribe_events
+from shared.consumer_app import PoolHolder, consumer_app, new_broker
+from shared.contracts import ComplaintReceived, Event, NotificationFailed, NotificationSent
+from shared.inbox import first_delivery
+from shared.logging import configure_logging
+from shared.outbox import enqueue
+from shared.policy import load_packs
+from shared.redact import mask_email
+from shared.topics import INTAKE, NOTIFY
+
+SCHEMA = "notify"
+MIGRATIONS = Path(__file__).parent / "migrations"
+ACKNOWLEDGEMENT = "acknowledgement"
+
+log = structlog.get_logger("notify")
+
+
+def notification_key(source_event_id: uuid.UUID, recipient: str, template: str) -> str:
+    return f"{source_event_id}/{recipient.lower()}/{template}"
+
+
+async def _record_pending(
+    pool: asyncpg.Pool, event: ComplaintReceived, notification_id: uuid.UUID, recipient: str
+) -> bool:
+    async with pool.acquire() as conn, conn.transaction():
+        if not await first_delivery(conn, event):
+            return False
+        status: str = await conn.execute(
+            """INSERT INTO notifications (notification_id, notification_key, complaint_no, channel,
+                   recipient_masked, template, language, status)
+               VALUES ($1, $2, $3, 'email', $4, $5, $6, 'sending')
+               ON CONFLICT (notification_key) DO NOTHING""",
+            notification_id,
+            notification_key(event.event_id, recipient, ACKNOWLEDGEMENT),
+            event.complaint_no,
+            mask_email(recipient),
+            ACKNOWLEDGEMENT,
+            event.customer.language.value,
+        )
+        return status == "INSERT 0 1"
+
+
+def build_app(settings: NotifySettings, sender: EmailSender | None = None) -> FastStream:
+    configure_logging("notify", settings.log_level)
+    packs = load_packs(settings.policy_packs_dir)
+    mailer: EmailSender = sender or SmtpSender(settings)
+    holder = PoolHolder()
+    broker = new_broker(settings, "notify")
+
+    async def send_with_retries(message: EmailMessage) -> tuple[int, str | None]:
+        """Attempts made, and the last error if every attempt failed."""
+        error: str | None = None
+        for attempt in range(1, settings.send_attempts + 1):
+            try:
+                await mailer.send(message)
+                return attempt, None
+            except TRANSIENT_SMTP_ERRORS as exc:
+                error = f"{type(exc).__name__}: {exc}"
+                log.warning("e-mail send failed", attempt=attempt, error=error)
+                await asyncio.sleep(0.5 * 2 ** (attempt - 1))
+        return settings.send_attempts, error
+
+    async def on_intake_event(event: Event) -> None:
+        if not isinstance(event, ComplaintReceived) or event.customer.email is None:
+            return
+        recipient = str(event.customer.email)
+        language = event.customer.language.value
+        notification_id = uuid.uuid5(
+            uuid.NAMESPACE_URL, notification_key(event.event_id, recipient, ACKNOWLEDGEMENT)
+        )
+        if not await _record_pending(holder.pool, event, notification_id, recipient):
+            return
+        found = packs.for_branch(event.branch_id)
+        timezone = ZoneInfo(found[1].timezone if found else "Asia/Shanghai")
+        rendered = render(
+            ACKNOWLEDGEMENT,
+            language,
+            complaint_no=event.complaint_no,
+            customer_name=event.customer.name,
+            received_local=event.received_at.astimezone(timezone).strftime("%Y-%m-%d %H:%M"),
+        )
+        message = EmailMessage()
+        message["From"] = settings.mail_from
+        message["To"] = recipient
+        message["Subject"] = rendered.subject
+        message["Message-ID"] = make_msgid(idstring=str(notification_id), domain="complaints.local")
+        message["X-Complaint-No"] = event.complaint_no
+        message.set_content(rendered.body)
+
+        attempts, error = await send_with_retries(message)
+        async with holder.pool.acquire() as conn, conn.transaction():
+            outcome: NotificationSent | NotificationFailed
+            if error is None:
+                outcome = NotificationSent.caused_by(
+                    event,
+                    producer="notify",
+                    notification_id=notification_id,
+                    channel="email",
+                    recipient_masked=mask_email(recipient),
+                    template=ACKNOWLEDGEMENT,
+                    language=language,
+                    sent_at=datetime.now(UTC),
+                )
+            else:
+                outcome = NotificationFailed.caused_by(
+                    event,
+                    producer="notify",
+                    notification_id=notification_id,
+                    channel="email",
+                    recipient_masked=mask_email(recipient),
+                    template=ACKNOWLEDGEMENT,
+                    reason=error,
+                    attempts=attempts,
+                )
+            await conn.execute(
+                """UPDATE notifications
+                   SET status = $2, attempts = $3, last_error = $4,
+                       sent_at = CASE WHEN $2 = 'sent' THEN now() END
+                   WHERE notification_id = $1""",
+                notification_id,
+                "sent" if error is None else "failed",
+                attempts,
+                error,
+            )
+            await enqueue(conn, NOTIFY.name, outcome)
+        log.info("acknowledgement " + ("sent" if error is None else "failed"), attempts=attempts)
+
+    subscribe_events(broker, INTAKE, group_id="notify", handle=on_intake_event)
+    return consumer_app(broker, settings, SCHEMA, MIGRATIONS, holder, with_relay=True)

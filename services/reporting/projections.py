@@ -1,0 +1,141 @@
+"""Applying events to the reporting projections, one transaction per event."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from shared.contracts import (
+    ClockStarted,
+    ComplaintAssigned,
+    ComplaintReceived,
+    Event,
+    NotificationFailed,
+    NotificationSent,
+)
+from shared.db import DbConnection
+from shared.inbox import first_delivery
+from shared.redact import mask_email, mask_phone
+
+# A case's status only moves forward, whatever order the topics deliver in.
+STATUS_RANK = {"received": 1, "assigned": 2}
+
+_ENVELOPE_FIELDS = set(Event.model_fields)
+
+
+def timeline_details(event: Event) -> dict[str, Any]:
+    """What the case timeline shows of an event: its payload, contact details masked."""
+    details: dict[str, Any] = event.model_dump(mode="json", exclude=_ENVELOPE_FIELDS)
+    if isinstance(event, ComplaintReceived):
+        customer = details["customer"]
+        if event.customer.email is not None:
+            customer["email"] = mask_email(str(event.customer.email))
+        if event.customer.phone is not None:
+            customer["phone"] = mask_phone(event.customer.phone)
+    return details
+
+
+async def apply_event(conn: DbConnection, event: Event) -> bool:
+    """Project ``event``; False if it had been projected before."""
+    if not await first_delivery(conn, event):
+        return False
+    await conn.execute(
+        """INSERT INTO case_timeline (event_id, complaint_no, event_type, producer, occurred_at,
+               details)
+           VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (event_id) DO NOTHING""",
+        event.event_id,
+        event.complaint_no,
+        event.event_type,
+        event.producer,
+        event.occurred_at,
+        json.dumps(timeline_details(event), ensure_ascii=False),
+    )
+    if isinstance(event, ComplaintReceived):
+        await _received(conn, event)
+    elif isinstance(event, ComplaintAssigned):
+        await _assigned(conn, event)
+    elif isinstance(event, ClockStarted):
+        await _clock_started(conn, event)
+    elif isinstance(event, NotificationSent | NotificationFailed):
+        await _notification(conn, event)
+    return True
+
+
+async def _advance_status(conn: DbConnection, event: Event, status: str) -> None:
+    await conn.execute(
+        """INSERT INTO cases (complaint_no, branch_id, status, status_rank)
+           VALUES ($1, $2, $3, $4)
+           ON CONFLICT (complaint_no) DO UPDATE SET
+               status = CASE WHEN cases.status_rank < $4 THEN $3 ELSE cases.status END,
+               status_rank = GREATEST(cases.status_rank, $4),
+               updated_at = now()""",
+        event.complaint_no,
+        event.branch_id,
+        status,
+        STATUS_RANK[status],
+    )
+
+
+async def _received(conn: DbConnection, event: ComplaintReceived) -> None:
+    await _advance_status(conn, event, "received")
+    await conn.execute(
+        """UPDATE cases SET pack = $2, category = $3, channel = $4, severity = $5, region = $6,
+               customer_type = $7, first_contact_staff = $8, received_at = $9
+           WHERE complaint_no = $1""",
+        event.complaint_no,
+        event.pack,
+        event.category,
+        event.channel.value,
+        event.severity.value,
+        event.region.value,
+        event.customer.type.value,
+        event.first_contact_staff,
+        event.received_at,
+    )
+
+
+async def _assigned(conn: DbConnection, event: ComplaintAssigned) -> None:
+    await _advance_status(conn, event, "assigned")
+    await conn.execute(
+        """UPDATE cases SET department = $2, assignee_id = $3, assignee_name = $4, assigned_at = $5
+           WHERE complaint_no = $1 AND (assigned_at IS NULL OR assigned_at <= $5)""",
+        event.complaint_no,
+        event.department,
+        event.assignee.staff_id if event.assignee else None,
+        event.assignee.name if event.assignee else None,
+        event.occurred_at,
+    )
+
+
+async def _clock_started(conn: DbConnection, event: ClockStarted) -> None:
+    await conn.execute(
+        """INSERT INTO case_clocks (clock_id, complaint_no, name, rule, state, started_at, due_at,
+               target_seconds)
+           VALUES ($1, $2, $3, $4, 'running', $5, $6, $7) ON CONFLICT (clock_id) DO NOTHING""",
+        event.clock_id,
+        event.complaint_no,
+        event.name,
+        event.rule,
+        event.started_at,
+        event.due_at,
+        event.target_seconds,
+    )
+
+
+async def _notification(conn: DbConnection, event: NotificationSent | NotificationFailed) -> None:
+    sent = isinstance(event, NotificationSent)
+    await conn.execute(
+        """INSERT INTO case_notifications (notification_id, complaint_no, channel,
+               recipient_masked, template, status, occurred_at, reason)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+           ON CONFLICT (notification_id) DO UPDATE SET status = EXCLUDED.status,
+               occurred_at = EXCLUDED.occurred_at, reason = EXCLUDED.reason""",
+        event.notification_id,
+        event.complaint_no,
+        event.channel,
+        event.recipient_masked,
+        event.template,
+        "sent" if sent else "failed",
+        event.occurred_at,
+        None if isinstance(event, NotificationSent) else event.reason,
+    )

@@ -1,0 +1,94 @@
+"""Read-side queries over the projections."""
+
+from __future__ import annotations
+
+import json
+
+from services.reporting.api import (
+    AssigneeView,
+    AssignmentView,
+    CaseFile,
+    ClockView,
+    NotificationView,
+    Summary,
+    TimelineEntry,
+)
+from shared.db import DbConnection
+
+
+async def summary(conn: DbConnection, branch_id: str | None) -> Summary:
+    rows = await conn.fetch(
+        """SELECT GROUPING(status) = 0 AS by_status, GROUPING(category) = 0 AS by_category,
+                  GROUPING(branch_id) = 0 AS by_branch, status, category, branch_id,
+                  count(*) AS n
+           FROM cases WHERE $1::text IS NULL OR branch_id = $1
+           GROUP BY GROUPING SETS ((), (status), (category), (branch_id))""",
+        branch_id,
+    )
+    result = Summary(total=0, by_status={}, by_category={}, by_branch={})
+    for row in rows:
+        if row["by_status"]:
+            result.by_status[row["status"]] = row["n"]
+        elif row["by_category"]:
+            result.by_category[row["category"] or "unknown"] = row["n"]
+        elif row["by_branch"]:
+            result.by_branch[row["branch_id"]] = row["n"]
+        else:
+            result.total = row["n"]
+    return result
+
+
+async def case_file(conn: DbConnection, complaint_no: str) -> CaseFile | None:
+    case = await conn.fetchrow("SELECT * FROM cases WHERE complaint_no = $1", complaint_no)
+    if case is None:
+        return None
+    clocks = await conn.fetch(
+        "SELECT * FROM case_clocks WHERE complaint_no = $1 ORDER BY due_at, name", complaint_no
+    )
+    notifications = await conn.fetch(
+        "SELECT * FROM case_notifications WHERE complaint_no = $1 ORDER BY occurred_at",
+        complaint_no,
+    )
+    timeline = await conn.fetch(
+        "SELECT * FROM case_timeline WHERE complaint_no = $1 ORDER BY occurred_at, event_id",
+        complaint_no,
+    )
+    assignment = None
+    if case["department"] is not None:
+        assignee = (
+            AssigneeView(staff_id=case["assignee_id"], name=case["assignee_name"])
+            if case["assignee_id"]
+            else None
+        )
+        assignment = AssignmentView(
+            department=case["department"], assignee=assignee, assigned_at=case["assigned_at"]
+        )
+    return CaseFile(
+        complaint_no=case["complaint_no"],
+        status=case["status"],
+        branch_id=case["branch_id"],
+        pack=case["pack"],
+        category=case["category"],
+        channel=case["channel"],
+        severity=case["severity"],
+        region=case["region"],
+        customer_type=case["customer_type"],
+        first_contact_staff=case["first_contact_staff"],
+        received_at=case["received_at"],
+        assignment=assignment,
+        clocks=[ClockView(**dict(row)) for row in clocks],
+        notifications=[
+            NotificationView(**{k: v for k, v in dict(row).items() if k != "complaint_no"})
+            for row in notifications
+        ],
+        timeline=[
+            TimelineEntry(
+                event_id=row["event_id"],
+                event_type=row["event_type"],
+                producer=row["producer"],
+                occurred_at=row["occurred_at"],
+                details=json.loads(row["details"]),
+            )
+            for row in timeline
+        ],
+    )

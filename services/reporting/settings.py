@@ -1,0 +1,10 @@
+from __future__ import annotations
+
+from pydantic import Field
+
+from shared.settings import ServiceSettings
+
+
+class ReportingSettings(ServiceSettings):
+    reporting_host: str = Field(default="127.0.0.1", description="Address the HTTP API binds to.")
+    reporting_port: int = Field(default=8005, description="Port of the HTTP API.")

@@ -1,0 +1,69 @@
+"""Routing: assigns every received complaint to a department and a person."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import structlog
+from faststream import FastStream
+
+from services.routing.domain import decide
+from shared.consumer import subscribe_events
+from shared.consumer_app import PoolHolder, consumer_app, new_broker
+from shared.contracts import ComplaintAssigned, ComplaintReceived, Event
+from shared.contracts.routing import Assignee
+from shared.inbox import first_delivery
+from shared.logging import configure_logging
+from shared.outbox import enqueue
+from shared.policy import load_packs
+from shared.settings import ServiceSettings
+from shared.topics import INTAKE, ROUTING
+
+SCHEMA = "routing"
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+log = structlog.get_logger("routing")
+
+
+def build_app(settings: ServiceSettings) -> FastStream:
+    configure_logging("routing", settings.log_level)
+    packs = load_packs(settings.policy_packs_dir)
+    holder = PoolHolder()
+    broker = new_broker(settings, "routing")
+
+    async def on_intake_event(event: Event) -> None:
+        if not isinstance(event, ComplaintReceived):
+            return
+        pack = packs.packs.get(event.pack)
+        if pack is None:
+            raise LookupError(f"policy pack {event.pack!r} is not loaded")
+        decision = decide(pack, event.category)
+        assigned = ComplaintAssigned.caused_by(
+            event,
+            producer="routing",
+            department=decision.department,
+            assignee=Assignee(staff_id=decision.assignee_id, name=decision.assignee_name),
+            rule=decision.rule,
+            pack=pack.pack,
+            pack_version=pack.version,
+        )
+        async with holder.pool.acquire() as conn, conn.transaction():
+            if not await first_delivery(conn, event):
+                return
+            await conn.execute(
+                """INSERT INTO assignments (complaint_no, branch_id, department, assignee_id,
+                       rule, pack, pack_version)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7)""",
+                event.complaint_no,
+                event.branch_id,
+                decision.department,
+                decision.assignee_id,
+                decision.rule,
+                pack.pack,
+                pack.version,
+            )
+            await enqueue(conn, ROUTING.name, assigned)
+        log.info("complaint assigned", department=decision.department, rule=decision.rule)
+
+    subscribe_events(broker, INTAKE, group_id="routing", handle=on_intake_event)
+    return consumer_app(broker, settings, SCHEMA, MIGRATIONS, holder, with_relay=True)

@@ -1,0 +1,82 @@
+"""SLA: starts the deadline clocks a complaint's policy pack promises."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import structlog
+from faststream import FastStream
+
+from services.sla.domain import plan_clocks
+from shared.consumer import subscribe_events
+from shared.consumer_app import PoolHolder, consumer_app, new_broker
+from shared.contracts import ClockStarted, ComplaintReceived, Event
+from shared.inbox import first_delivery
+from shared.logging import configure_logging
+from shared.outbox import enqueue
+from shared.policy import load_packs
+from shared.settings import ServiceSettings
+from shared.topics import INTAKE, SLA
+
+SCHEMA = "sla"
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+log = structlog.get_logger("sla")
+
+
+def build_app(settings: ServiceSettings) -> FastStream:
+    configure_logging("sla", settings.log_level)
+    packs = load_packs(settings.policy_packs_dir)
+    holder = PoolHolder()
+    broker = new_broker(settings, "sla")
+
+    async def on_intake_event(event: Event) -> None:
+        if not isinstance(event, ComplaintReceived):
+            return
+        pack = packs.packs.get(event.pack)
+        if pack is None:
+            raise LookupError(f"policy pack {event.pack!r} is not loaded")
+        clocks = plan_clocks(
+            pack,
+            complaint_no=event.complaint_no,
+            customer_type=event.customer.type,
+            severity=event.severity,
+            region=event.region,
+            received_at=event.received_at,
+        )
+        async with holder.pool.acquire() as conn, conn.transaction():
+            if not await first_delivery(conn, event):
+                return
+            for clock in clocks:
+                await conn.execute(
+                    """INSERT INTO clocks (clock_id, complaint_no, branch_id, name, rule, state,
+                           started_at, due_at, target_seconds, pack, pack_version)
+                       VALUES ($1, $2, $3, $4, $5, 'running', $6, $7, $8, $9, $10)""",
+                    clock.clock_id,
+                    event.complaint_no,
+                    event.branch_id,
+                    clock.name,
+                    clock.rule,
+                    clock.started_at,
+                    clock.due_at,
+                    clock.target_seconds,
+                    pack.pack,
+                    pack.version,
+                )
+                started = ClockStarted.caused_by(
+                    event,
+                    producer="sla",
+                    clock_id=clock.clock_id,
+                    name=clock.name,
+                    started_at=clock.started_at,
+                    due_at=clock.due_at,
+                    target_seconds=clock.target_seconds,
+                    rule=clock.rule,
+                    pack=pack.pack,
+                    pack_version=pack.version,
+                )
+                await enqueue(conn, SLA.name, started)
+        log.info("clocks started", clocks=[c.name for c in clocks])
+
+    subscribe_events(broker, INTAKE, group_id="sla", handle=on_intake_event)
+    return consumer_app(broker, settings, SCHEMA, MIGRATIONS, holder, with_relay=True)

@@ -1,0 +1,112 @@
+"""Subscribing a service to an event topic with bounded retries and a dead-letter topic.
+
+Offsets are committed only after a message is handled (FastStream's
+``NACK_ON_ERROR``: on an exception the consumer seeks back and the message is
+delivered again). What is raised decides the fate of a message:
+
+- bytes that are not a valid event go to the dead-letter topic at once;
+- the database or broker being unreachable is retried without limit, with
+  backoff, because the message is fine and nothing may be lost;
+- any other error is retried a few times in place, then dead-lettered, so one
+  poison message never blocks its partition.
+
+The dead letter carries the original topic, partition, offset, consumer group
+and error in its headers, and the original bytes as its body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import structlog
+from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker, KafkaMessage
+
+from shared.contracts import Event, UndecodableEventError, decode_event
+from shared.db import is_connection_error
+from shared.topics import Topic
+
+log = structlog.get_logger(__name__)
+
+EventHandler = Callable[[Event], Awaitable[None]]
+
+POISON_ATTEMPTS = 3
+
+
+def _is_transient(exc: BaseException) -> bool:
+    return is_connection_error(exc) or isinstance(exc, KafkaConnectionError | KafkaTimeoutError)
+
+
+async def _dead_letter(
+    broker: KafkaBroker, topic: Topic, group_id: str, msg: KafkaMessage, error: str
+) -> None:
+    record = msg.raw_message
+    assert not isinstance(record, tuple)
+    headers = {
+        "dlq.original_topic": record.topic,
+        "dlq.original_partition": str(record.partition),
+        "dlq.original_offset": str(record.offset),
+        "dlq.consumer_group": group_id,
+        "dlq.error": error[:2000],
+    }
+    await broker.publish(
+        record.value or b"", topic=topic.dead_letter, key=record.key, headers=headers
+    )
+    log.error(
+        "message dead-lettered",
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        error=error[:500],
+    )
+
+
+def subscribe_events(
+    broker: KafkaBroker,
+    topic: Topic,
+    *,
+    group_id: str,
+    handle: EventHandler,
+    retry_delay: float = 0.5,
+) -> None:
+    """Feed every event on ``topic`` to ``handle``, once it is safely decodable."""
+
+    async def on_message(body: bytes, msg: KafkaMessage) -> None:
+        try:
+            event = decode_event(body)
+        except UndecodableEventError as exc:
+            await _dead_letter(broker, topic, group_id, msg, str(exc))
+            return
+        if event is None:
+            return  # a type this service does not know yet: not ours to handle
+        with structlog.contextvars.bound_contextvars(
+            complaint_no=event.complaint_no,
+            correlation_id=event.correlation_id,
+            event_type=event.event_type,
+        ):
+            for attempt in range(1, POISON_ATTEMPTS + 1):
+                try:
+                    await handle(event)
+                    return
+                except Exception as exc:
+                    if _is_transient(exc):
+                        log.warning("infrastructure unavailable, redelivering", error=repr(exc))
+                        await asyncio.sleep(retry_delay)
+                        raise
+                    log.warning("handler failed", attempt=attempt, error=repr(exc))
+                    if attempt == POISON_ATTEMPTS:
+                        await _dead_letter(
+                            broker, topic, group_id, msg, f"{type(exc).__name__}: {exc}"
+                        )
+                        return
+                    await asyncio.sleep(retry_delay * attempt)
+
+    broker.subscriber(
+        topic.name,
+        group_id=group_id,
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        title=f"{group_id}:{topic.name}",
+    )(on_message)

@@ -1,0 +1,60 @@
+"""The composition of a consumer service: a FastStream app whose lifespan owns the database."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import asyncpg
+from faststream import FastStream
+from faststream.kafka import KafkaBroker
+
+from shared.runtime import service_database
+from shared.settings import ServiceSettings
+
+
+class PoolHolder:
+    """Gives handlers the pool that the app's lifespan opens."""
+
+    def __init__(self) -> None:
+        self._pool: asyncpg.Pool | None = None
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise RuntimeError("the service has not started")
+        return self._pool
+
+    def attach(self, pool: asyncpg.Pool | None) -> None:
+        self._pool = pool
+
+
+def new_broker(settings: ServiceSettings, service: str) -> KafkaBroker:
+    # Dead letters are the one thing a consumer publishes directly: same guarantees as the relay.
+    return KafkaBroker(
+        settings.kafka_bootstrap_servers,
+        client_id=service,
+        acks="all",
+        enable_idempotence=True,
+        graceful_timeout=15.0,
+    )
+
+
+def consumer_app(
+    broker: KafkaBroker,
+    settings: ServiceSettings,
+    schema: str,
+    migrations: Path,
+    holder: PoolHolder,
+    *,
+    with_relay: bool,
+) -> FastStream:
+    @asynccontextmanager
+    async def lifespan() -> AsyncIterator[None]:
+        async with service_database(settings, schema, migrations, with_relay=with_relay) as pool:
+            holder.attach(pool)
+            yield
+            holder.attach(None)
+
+    return FastStream(broker, lifespan=lifespan)

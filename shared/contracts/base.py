@@ -1,0 +1,107 @@
+"""The envelope every event carries, and its wire encoding.
+
+Events are frozen pydantic models. Unknown fields are ignored on decode so a
+consumer built for one schema version reads a later, additively extended one.
+A subclass registers itself under its ``event_type`` so that any consumer can
+decode any event on any topic without knowing its producer's code.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Self
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+
+_REGISTRY: dict[str, type[Event]] = {}
+
+
+class UndecodableEventError(ValueError):
+    """Bytes on a topic that are not a valid event of a known type."""
+
+
+class Event(BaseModel):
+    """Envelope fields shared by every event; subclasses add the payload."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    EVENT_TYPE: ClassVar[str]
+
+    event_id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    event_type: str
+    schema_version: int = 1
+    occurred_at: AwareDatetime = Field(default_factory=lambda: datetime.now(UTC))
+    complaint_no: str = Field(
+        min_length=1, description="Kafka key: keeps a complaint's events in order."
+    )
+    branch_id: str = Field(min_length=1)
+    correlation_id: str = Field(
+        min_length=1, description="Shared by every event a submission causes."
+    )
+    causation_id: uuid.UUID | None = Field(
+        default=None, description="The event that caused this one."
+    )
+    producer: str = Field(min_length=1)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "EVENT_TYPE" in cls.__dict__:
+            _REGISTRY[cls.EVENT_TYPE] = cls
+
+    @classmethod
+    def caused_by(cls, cause: Event, *, producer: str, **payload: Any) -> Self:
+        """A new event in the same complaint and correlation chain as ``cause``."""
+        return cls(
+            event_type=cls.EVENT_TYPE,
+            complaint_no=cause.complaint_no,
+            branch_id=cause.branch_id,
+            correlation_id=cause.correlation_id,
+            causation_id=cause.event_id,
+            producer=producer,
+            **payload,
+        )
+
+    @property
+    def key(self) -> bytes:
+        return self.complaint_no.encode()
+
+    def headers(self) -> dict[str, str]:
+        """Kafka headers that let tools filter without decoding the body."""
+        return {
+            "event_type": self.event_type,
+            "schema_version": str(self.schema_version),
+            "correlation_id": self.correlation_id,
+        }
+
+
+def registered_event_types() -> dict[str, type[Event]]:
+    return dict(_REGISTRY)
+
+
+def encode_event(event: Event) -> bytes:
+    return event.model_dump_json().encode()
+
+
+def decode_event(raw: bytes) -> Event | None:
+    """Decode an event; ``None`` for a well-formed event of a type this code does not know.
+
+    Raises ``UndecodableEventError`` for anything that is not a valid event.
+    """
+    try:
+        document = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UndecodableEventError(f"not JSON: {exc}") from exc
+    if not isinstance(document, dict):
+        raise UndecodableEventError("an event must be a JSON object")
+    event_type = document.get("event_type")
+    if not isinstance(event_type, str) or not event_type:
+        raise UndecodableEventError("missing event_type")
+    model = _REGISTRY.get(event_type)
+    if model is None:
+        return None
+    try:
+        return model.model_validate(document)
+    except ValidationError as exc:
+        raise UndecodableEventError(f"invalid {event_type}: {exc}") from exc

@@ -1,0 +1,29 @@
+"""HTTP behaviour every FastAPI service shares."""
+
+from __future__ import annotations
+
+import asyncpg
+import structlog
+from fastapi import FastAPI, Request, status
+from fastapi.responses import JSONResponse
+
+from shared.db import is_connection_error
+
+log = structlog.get_logger(__name__)
+
+
+def answer_503_when_database_down(app: FastAPI, message: str) -> None:
+    """Turn a lost database connection into 503 with Retry-After instead of a bare 500."""
+
+    async def database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        if not is_connection_error(exc):
+            raise exc
+        log.error("database unavailable", path=request.url.path, error=repr(exc))
+        return JSONResponse(
+            status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+            content={"detail": message},
+            headers={"Retry-After": "5"},
+        )
+
+    for error_type in (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+        app.add_exception_handler(error_type, database_unavailable)

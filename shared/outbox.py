@@ -1,0 +1,151 @@
+"""Transactional outbox: write events with the state change, publish them after commit.
+
+``enqueue`` runs inside the caller's transaction. ``OutboxRelay`` publishes
+committed rows in id order with an idempotent producer (acks=all) and marks
+them published. It wakes on the NOTIFY that the outbox trigger sends at commit,
+and polls as a fallback. One relay per schema is active at a time (a session
+advisory lock); others stand by, so a complaint's events keep their order.
+A crash between send and mark re-sends; consumers skip the duplicate by event id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import zlib
+from typing import Any
+
+import asyncpg
+import structlog
+from aiokafka import AIOKafkaProducer
+
+from shared.contracts import Event, encode_event
+from shared.db import DbConnection
+
+log = structlog.get_logger(__name__)
+
+
+async def enqueue(conn: DbConnection, topic: str, event: Event) -> None:
+    """Add ``event`` to the outbox of the schema on ``conn``'s search path."""
+    await conn.execute(
+        "INSERT INTO outbox (event_id, topic, key, payload, headers) VALUES ($1, $2, $3, $4, $5)",
+        event.event_id,
+        topic,
+        event.key,
+        encode_event(event),
+        json.dumps(event.headers()),
+    )
+
+
+class OutboxRelay:
+    """Publishes one schema's outbox to Kafka until stopped."""
+
+    def __init__(
+        self,
+        *,
+        dsn: str,
+        schema: str,
+        bootstrap_servers: str,
+        poll_interval: float = 1.0,
+        batch_size: int = 500,
+        max_backoff: float = 5.0,
+    ) -> None:
+        self._dsn = dsn
+        self._schema = schema
+        self._bootstrap_servers = bootstrap_servers
+        self._poll_interval = poll_interval
+        self._batch_size = batch_size
+        self._max_backoff = max_backoff
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._lock_key = zlib.crc32(f"outbox-relay:{schema}".encode())
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run_forever(), name=f"outbox-relay-{self._schema}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run_forever(self) -> None:
+        backoff = 0.2
+        while True:
+            try:
+                await self._run_session()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning(
+                    "outbox relay interrupted, retrying",
+                    schema=self._schema,
+                    error=f"{type(exc).__name__}: {exc}",
+                    retry_in=backoff,
+                )
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self._max_backoff)
+            else:
+                backoff = 0.2
+
+    async def _run_session(self) -> None:
+        conn = await asyncpg.connect(
+            self._dsn, timeout=5, server_settings={"search_path": self._schema}
+        )
+        producer: AIOKafkaProducer | None = None
+        try:
+            await conn.add_listener(f"outbox_{self._schema}", self._on_notify)
+            if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", self._lock_key):
+                # Another instance's relay is active; stand by and try again.
+                await asyncio.sleep(self._poll_interval)
+                return
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self._bootstrap_servers,
+                enable_idempotence=True,
+                acks="all",
+                linger_ms=2,
+                request_timeout_ms=10_000,
+            )
+            await producer.start()
+            log.info("outbox relay active", schema=self._schema)
+            while True:
+                self._wake.clear()
+                published = await self._publish_batch(conn, producer)
+                if published < self._batch_size:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), self._poll_interval)
+        finally:
+            if producer is not None:
+                with contextlib.suppress(Exception):
+                    await producer.stop()
+            with contextlib.suppress(Exception):
+                await conn.close(timeout=2)
+
+    def _on_notify(self, *_args: Any) -> None:
+        self._wake.set()
+
+    async def _publish_batch(self, conn: DbConnection, producer: AIOKafkaProducer) -> int:
+        rows = await conn.fetch(
+            """SELECT id, topic, key, payload, headers FROM outbox
+               WHERE published_at IS NULL ORDER BY id LIMIT $1""",
+            self._batch_size,
+        )
+        if not rows:
+            return 0
+        deliveries = []
+        for row in rows:
+            headers = [(k, str(v).encode()) for k, v in json.loads(row["headers"]).items()]
+            deliveries.append(
+                await producer.send(
+                    row["topic"], value=row["payload"], key=row["key"], headers=headers
+                )
+            )
+        await asyncio.gather(*deliveries)
+        await conn.execute(
+            "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])",
+            [row["id"] for row in rows],
+        )
+        log.debug("outbox published", schema=self._schema, count=len(rows))
+        return len(rows)

@@ -1,0 +1,60 @@
+"""What every service does at start-up and shutdown: migrate, pool, relay."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import asyncpg
+import structlog
+
+from shared.db import apply_migrations, create_pool, is_connection_error
+from shared.outbox import OutboxRelay
+from shared.settings import ServiceSettings
+
+log = structlog.get_logger(__name__)
+
+
+async def migrate_when_reachable(
+    settings: ServiceSettings, schema: str, migrations: Path, *, wait_seconds: float = 60.0
+) -> None:
+    """Apply migrations, waiting for the database to come up for at most ``wait_seconds``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_seconds
+    while True:
+        try:
+            applied = await apply_migrations(settings.database_url, schema, migrations)
+        except Exception as exc:
+            if not is_connection_error(exc) or loop.time() > deadline:
+                raise
+            log.warning("database not reachable yet", error=repr(exc))
+            await asyncio.sleep(1.0)
+        else:
+            if applied:
+                log.info("migrations applied", schema=schema, files=applied)
+            return
+
+
+@asynccontextmanager
+async def service_database(
+    settings: ServiceSettings, schema: str, migrations: Path, *, with_relay: bool
+) -> AsyncIterator[asyncpg.Pool]:
+    """Migrated schema, a pool on it and, for producers, the outbox relay."""
+    await migrate_when_reachable(settings, schema, migrations)
+    pool = await create_pool(settings.database_url, schema, max_size=settings.db_pool_max_size)
+    relay = None
+    if with_relay:
+        relay = OutboxRelay(
+            dsn=settings.database_url,
+            schema=schema,
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+        )
+        relay.start()
+    try:
+        yield pool
+    finally:
+        if relay is not None:
+            await relay.stop()
+        await pool.close()

@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from shared.contracts import Event, UndecodableEventError, decode_event, encode_event
+from shared.contracts.base import registered_event_types
+from tests.contracts.golden import golden_samples, shape
+
+GOLDEN = golden_samples()
+
+
+def test_every_event_type_has_a_golden_sample() -> None:
+    assert set(GOLDEN) == set(registered_event_types())
+
+
+@pytest.mark.parametrize("event_type", sorted(GOLDEN))
+def test_golden_sample_round_trips_exactly(event_type: str) -> None:
+    event = decode_event(json.dumps(GOLDEN[event_type]).encode())
+    assert event is not None
+    assert type(event).__name__ == event_type
+    assert json.loads(encode_event(event)) == GOLDEN[event_type]
+
+
+@pytest.mark.parametrize("event_type", sorted(GOLDEN))
+def test_golden_sample_carries_every_field_of_the_contract(event_type: str) -> None:
+    model = registered_event_types()[event_type]
+    assert set(GOLDEN[event_type]) == set(model.model_fields)
+
+
+def test_events_are_frozen() -> None:
+    event = decode_event(json.dumps(GOLDEN["ComplaintAssigned"]).encode())
+    assert event is not None
+    with pytest.raises(ValueError, match="frozen"):
+        event.department = "elsewhere"  # type: ignore[attr-defined]
+
+
+def test_a_consumer_reads_an_event_with_fields_added_later() -> None:
+    document = {**GOLDEN["ComplaintAssigned"], "priority_hint": "high"}
+    event = decode_event(json.dumps(document).encode())
+    assert event is not None
+    assert event.event_type == "ComplaintAssigned"
+
+
+def test_an_unknown_event_type_is_not_ours_rather_than_an_error() -> None:
+    document = {**GOLDEN["ComplaintAssigned"], "event_type": "SomethingNew"}
+    assert decode_event(json.dumps(document).encode()) is None
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"\xff\xfe", "not JSON"),
+        (b"{", "not JSON"),
+        (b"[1, 2]", "JSON object"),
+        (b'{"complaint_no": "1"}', "missing event_type"),
+        (json.dumps({**GOLDEN["ClockStarted"], "due_at": "soon"}).encode(), "invalid ClockStarted"),
+    ],
+)
+def test_undecodable_bytes_are_named(raw: bytes, reason: str) -> None:
+    with pytest.raises(UndecodableEventError, match=reason):
+        decode_event(raw)
+
+
+@given(st.binary(max_size=2048))
+def test_decoding_arbitrary_bytes_never_fails_otherwise(raw: bytes) -> None:
+    try:
+        result = decode_event(raw)
+    except UndecodableEventError:
+        return
+    assert result is None or isinstance(result, Event)
+
+
+def test_caused_by_keeps_the_chain() -> None:
+    received = decode_event(json.dumps(GOLDEN["ComplaintReceived"]).encode())
+    assigned = decode_event(json.dumps(GOLDEN["ComplaintAssigned"]).encode())
+    assert received is not None and assigned is not None
+    again = type(assigned).caused_by(
+        received, producer="routing", **assigned.model_dump(exclude=set(Event.model_fields))
+    )
+    assert again.causation_id == received.event_id
+    assert again.correlation_id == received.correlation_id
+    assert again.event_id != assigned.event_id
+    assert shape(json.loads(encode_event(again))) == shape(GOLDEN["ComplaintAssigned"])

@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+import structlog
+
+from shared.logging import configure_logging
+from shared.redact import mask_email, mask_phone, redact_text
+
+
+def test_masks() -> None:
+    assert mask_email("zhang.wei@example.com") == "z***@example.com"
+    assert mask_phone("+86 138 0013 8000") == "***8000"
+    text = redact_text("call 13800138000 or write to li.na@example.cn about 261122001")
+    assert "13800138000" not in text
+    assert "li.na@" not in text
+    assert "***8000" in text
+    assert "l***@example.cn" in text
+
+
+def test_log_lines_are_json_and_carry_no_contact_details(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    logger = configure_logging("test", "INFO")
+    with structlog.contextvars.bound_contextvars(
+        complaint_no="261122001", correlation_id="corr-1"
+    ):
+        logger.info(
+            "customer called",
+            phone="+86 138 0013 8000",
+            note="reach me at zhang.wei@example.com",
+            password="hunter2",
+        )
+        logging.getLogger("some.library").warning("retrying 13800138000")
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    assert len(lines) == 2
+    first, second = lines
+    assert first["complaint_no"] == "261122001"
+    assert first["correlation_id"] == "corr-1"
+    assert first["service"] == "test"
+    rendered = json.dumps(lines, ensure_ascii=False)
+    for secret in ("13800138000", "138 0013 8000", "zhang.wei@", "hunter2"):
+        assert secret not in rendered
+    assert second["complaint_no"] == "261122001"

@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from services.sla.domain import clock_id, plan_clocks
+from shared.contracts.intake import CustomerType, Region, Severity
+from shared.policy import load_packs
+from shared.settings import REPO_ROOT
+
+HOTEL = load_packs(REPO_ROOT / "policy-packs").packs["hotel"]
+RECEIVED = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
+
+
+def _plan(customer_type: CustomerType, received_at: datetime = RECEIVED) -> list:  # type: ignore[type-arg]
+    return plan_clocks(
+        HOTEL,
+        complaint_no="261122001",
+        customer_type=customer_type,
+        severity=Severity.NORMAL,
+        region=Region.DOMESTIC,
+        received_at=received_at,
+    )
+
+
+def test_an_in_house_guest_is_answered_within_24_hours() -> None:
+    (clock,) = _plan(CustomerType.IN_HOUSE_GUEST)
+    assert clock.name == "resolution"
+    assert clock.due_at == RECEIVED + timedelta(hours=24)
+    assert clock.rule == "in-house-guest-24h"
+
+
+def test_a_departed_guest_within_72_hours() -> None:
+    (clock,) = _plan(CustomerType.DEPARTED_GUEST)
+    assert clock.due_at == RECEIVED + timedelta(hours=72)
+    assert clock.rule == "other-guests-72h"
+
+
+def test_clock_ids_are_stable_for_replays() -> None:
+    assert _plan(CustomerType.MEMBER)[0].clock_id == clock_id("261122001", "resolution")
+    assert clock_id("261122001", "resolution") != clock_id("261122002", "resolution")
+
+
+@given(
+    st.sampled_from(list(CustomerType)),
+    st.datetimes(
+        min_value=datetime(2020, 1, 1), max_value=datetime(2030, 1, 1), timezones=st.just(UTC)
+    ),
+)
+def test_every_clock_is_due_its_target_after_receipt(
+    customer_type: CustomerType, received_at: datetime
+) -> None:
+    clocks = _plan(customer_type, received_at)
+    assert len({c.name for c in clocks}) == len(clocks) >= 1
+    for clock in clocks:
+        assert clock.started_at == received_at
+        assert (clock.due_at - clock.started_at).total_seconds() == clock.target_seconds
