@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import structlog
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
+from faststream.message import StreamMessage
 
 from shared.contracts import Event, UndecodableEventError, decode_event
 from shared.db import is_connection_error
@@ -61,6 +63,12 @@ async def _dead_letter(
         offset=record.offset,
         error=error[:500],
     )
+
+
+def _raw_body(msg: StreamMessage[Any]) -> bytes:
+    # FastStream would parse JSON itself; we decode, so that bad bytes can be dead-lettered.
+    body: bytes = msg.body
+    return body
 
 
 def subscribe_events(
@@ -105,6 +113,7 @@ def subscribe_events(
 
     broker.subscriber(
         topic.name,
+        decoder=_raw_body,
         group_id=group_id,
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -38,6 +39,7 @@ def new_broker(settings: ServiceSettings, service: str) -> KafkaBroker:
         acks="all",
         enable_idempotence=True,
         graceful_timeout=15.0,
+        logger=logging.getLogger(f"{service}.kafka"),
     )
 
 
@@ -57,4 +59,4 @@ def consumer_app(
             yield
             holder.attach(None)
 
-    return FastStream(broker, lifespan=lifespan)
+    return FastStream(broker, lifespan=lifespan, logger=logging.getLogger(f"{schema}.app"))

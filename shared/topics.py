@@ -2,7 +2,9 @@
 
 Each producing service owns one topic carrying its events, keyed by complaint
 number so each complaint's events stay in order. Each consumed topic has a
-dead-letter topic beside it for messages that cannot be processed.
+dead-letter topic beside it for messages that cannot be processed. Topic names
+start with a namespace (``COMPLAINTS_TOPIC_NAMESPACE``, default ``complaints``)
+so several environments, or test runs, can share one cluster.
 """
 
 from __future__ import annotations
@@ -10,10 +12,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-# Lets several environments (or test runs) share one cluster without seeing each other.
-NAMESPACE = os.environ.get("COMPLAINTS_TOPIC_NAMESPACE", "complaints")
-
 DEAD_LETTER_SUFFIX = ".dlq"
+DEAD_LETTER_PARTITIONS = 3
+NAMESPACE = os.environ.get("COMPLAINTS_TOPIC_NAMESPACE", "complaints")
 
 
 @dataclass(frozen=True)
@@ -28,21 +29,23 @@ class Topic:
         return self.name + DEAD_LETTER_SUFFIX
 
 
-SUBMITTED = Topic(
-    f"{NAMESPACE}.submitted", 6, "branch systems", "Raw complaint submissions from branch systems."
-)
-INTAKE = Topic(f"{NAMESPACE}.intake", 6, "intake", "Case life-cycle events from intake.")
-ROUTING = Topic(f"{NAMESPACE}.routing", 6, "routing", "Assignments of department and person.")
-SLA = Topic(f"{NAMESPACE}.sla", 6, "sla", "Deadline clocks, warnings, breaches, escalations.")
-NOTIFY = Topic(f"{NAMESPACE}.notify", 6, "notify", "Notifications sent or failed.")
-
-EVENT_TOPICS: tuple[Topic, ...] = (SUBMITTED, INTAKE, ROUTING, SLA, NOTIFY)
-
-DEAD_LETTER_PARTITIONS = 3
+def event_topics(namespace: str) -> tuple[Topic, ...]:
+    return (
+        Topic(f"{namespace}.submitted", 6, "branch systems", "Raw submissions from branches."),
+        Topic(f"{namespace}.intake", 6, "intake", "Case life-cycle events from intake."),
+        Topic(f"{namespace}.routing", 6, "routing", "Assignments of department and person."),
+        Topic(f"{namespace}.sla", 6, "sla", "Deadline clocks, warnings, breaches, escalations."),
+        Topic(f"{namespace}.notify", 6, "notify", "Notifications sent or failed."),
+    )
 
 
-def all_topic_partitions() -> dict[str, int]:
+EVENT_TOPICS = event_topics(NAMESPACE)
+SUBMITTED, INTAKE, ROUTING, SLA, NOTIFY = EVENT_TOPICS
+
+
+def all_topic_partitions(namespace: str = NAMESPACE) -> dict[str, int]:
     """Every topic the platform needs, dead-letter topics included, with its partition count."""
-    counts = {topic.name: topic.partitions for topic in EVENT_TOPICS}
-    counts.update({topic.dead_letter: DEAD_LETTER_PARTITIONS for topic in EVENT_TOPICS})
+    topics = event_topics(namespace)
+    counts = {topic.name: topic.partitions for topic in topics}
+    counts.update({topic.dead_letter: DEAD_LETTER_PARTITIONS for topic in topics})
     return counts

@@ -28,7 +28,6 @@ def main() -> int:
     subprocess.run([*DEVSTACK, "up", "--stack", "dev"], check=True)
     env = {**os.environ, **stack_env(), "PYTHONUNBUFFERED": "1"}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env.setdefault("SMTP_SINK_DIR", str(REPO / ".local" / "mail"))
     print(
         "\nComplaint platform starting:\n"
         "  intake     http://127.0.0.1:8001  (POST /v1/complaints, docs at /docs)\n"

@@ -77,7 +77,8 @@ def test_decoding_arbitrary_bytes_never_fails_otherwise(raw: bytes) -> None:
 def test_caused_by_keeps_the_chain() -> None:
     received = decode_event(json.dumps(GOLDEN["ComplaintReceived"]).encode())
     assigned = decode_event(json.dumps(GOLDEN["ComplaintAssigned"]).encode())
-    assert received is not None and assigned is not None
+    assert received is not None
+    assert assigned is not None
     again = type(assigned).caused_by(
         received, producer="routing", **assigned.model_dump(exclude=set(Event.model_fields))
     )

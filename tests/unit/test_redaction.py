@@ -24,9 +24,7 @@ def test_log_lines_are_json_and_carry_no_contact_details(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     logger = configure_logging("test", "INFO")
-    with structlog.contextvars.bound_contextvars(
-        complaint_no="261122001", correlation_id="corr-1"
-    ):
+    with structlog.contextvars.bound_contextvars(complaint_no="261122001", correlation_id="corr-1"):
         logger.info(
             "customer called",
             phone="+86 138 0013 8000",

@@ -1,0 +1,145 @@
+"""One complaint through all five services, each a real process, over the real broker."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from shared.kafka_admin import ensure_topics
+from shared.topics import all_topic_partitions, event_topics
+from tests.contracts.golden import golden_samples, shape
+from tests.support.infra import Infra
+from tests.support.kafka import read_records
+from tests.support.processes import Platform, free_port, platform_env
+
+SERVICES = ("intake", "routing", "sla", "notify", "reporting")
+
+
+async def _case_when_complete(reporting: str, complaint_no: str) -> dict[str, Any]:
+    async with httpx.AsyncClient(base_url=reporting, timeout=5) as client:
+        for _ in range(300):
+            response = await client.get(f"/v1/cases/{complaint_no}")
+            if response.status_code == 200:
+                case = response.json()
+                if case["assignment"] and case["clocks"] and case["notifications"]:
+                    return case
+            await asyncio.sleep(0.2)
+    raise AssertionError(f"case {complaint_no} never completed: {response.text}")
+
+
+async def test_a_complaint_travels_through_all_five_services(
+    infra: Infra, database_url: str, tmp_path: Path
+) -> None:
+    namespace = f"e2e-{uuid.uuid4().hex[:8]}"
+    await ensure_topics(infra.kafka_bootstrap_servers, all_topic_partitions(namespace))
+    intake_port, reporting_port, smtp_port = free_port(), free_port(), free_port()
+    mail_dir = tmp_path / "mail"
+    platform = Platform(
+        platform_env(
+            KAFKA_BOOTSTRAP_SERVERS=infra.kafka_bootstrap_servers,
+            DATABASE_URL=database_url,
+            COMPLAINTS_TOPIC_NAMESPACE=namespace,
+            INTAKE_PORT=str(intake_port),
+            REPORTING_PORT=str(reporting_port),
+            SMTP_PORT=str(smtp_port),
+        ),
+        tmp_path,
+    )
+    intake = f"http://127.0.0.1:{intake_port}"
+    reporting = f"http://127.0.0.1:{reporting_port}"
+    platform.start(
+        "smtp", "deploy/local/smtp_sink.py", "--dir", str(mail_dir), "--port", str(smtp_port)
+    )
+    for service in SERVICES:
+        platform.start(service, "-m", f"services.{service}")
+    try:
+        platform.wait_http("intake", f"{intake}/openapi.json")
+        platform.wait_http("reporting", f"{reporting}/openapi.json")
+        async with httpx.AsyncClient(base_url=intake, timeout=10) as client:
+            response = await client.post(
+                "/v1/complaints",
+                json={
+                    "branch_id": "hotel-demo",
+                    "channel": "web",
+                    "customer": {
+                        "name": "Alice Smith",
+                        "phone": "+44 20 7946 0958",
+                        "email": "alice.smith@example.com",
+                        "type": "in_house_guest",
+                        "language": "en",
+                    },
+                    "description": "The air conditioning in room 1208 does not cool.",
+                    "category": "facilities",
+                    "first_contact_staff": "fo-agent",
+                },
+            )
+        assert response.status_code == 201, response.text
+        complaint_no = response.json()["complaint_no"]
+
+        case = await _case_when_complete(reporting, complaint_no)
+        assert case["status"] == "assigned"
+        assert case["assignment"]["department"] == "engineering"
+        assert case["assignment"]["assignee"]["staff_id"] == "eng-manager"
+        (clock,) = case["clocks"]
+        assert clock["name"] == "resolution"
+        assert clock["state"] == "running"
+        (notification,) = case["notifications"]
+        assert notification["status"] == "sent"
+        assert notification["recipient_masked"] == "a***@example.com"
+        assert next(e["event_type"] for e in case["timeline"]) == "ComplaintReceived"
+        assert len(case["timeline"]) == 4
+
+        (mail,) = list(mail_dir.glob("*.eml"))
+        text = mail.read_text(encoding="utf-8", errors="replace")
+        assert complaint_no in text
+        assert "alice.smith@example.com" in text
+
+        async with httpx.AsyncClient(base_url=reporting, timeout=5) as client:
+            summary = (await client.get("/v1/reports/summary")).json()
+        assert summary["total"] == 1
+        assert summary["by_status"] == {"assigned": 1}
+        assert summary["by_category"] == {"facilities": 1}
+        assert summary["by_branch"] == {"hotel-demo": 1}
+
+        # What each producer really emitted has the shape of its golden sample.
+        golden = golden_samples()
+        emitted = []
+        for topic in event_topics(namespace)[1:]:
+            for record in await read_records(
+                infra.kafka_bootstrap_servers, topic.name, expected=1, timeout=5
+            ):
+                document = json.loads(record.value)
+                assert record.key == complaint_no.encode()
+                assert shape(document) == shape(golden[document["event_type"]])
+                emitted.append(document["event_type"])
+        assert sorted(emitted) == sorted(
+            ["ComplaintReceived", "ComplaintAssigned", "ClockStarted", "NotificationSent"]
+        )
+        for topic in event_topics(namespace):
+            dead = await read_records(
+                infra.kafka_bootstrap_servers, topic.dead_letter, expected=0, timeout=0.5
+            )
+            assert dead == []
+    finally:
+        exit_codes = platform.stop()
+
+    # uvicorn re-raises SIGTERM after its graceful shutdown; a kill would show as -9.
+    graceful = (0, -signal.SIGTERM)
+    assert all(code in graceful for code in exit_codes.values()), {
+        name: platform.log(name)[-2000:] for name, code in exit_codes.items()
+    }
+    for service in ("intake", "reporting"):
+        assert "Application shutdown complete" in platform.log(service)
+    for service in ("routing", "sla", "notify"):
+        assert "shut down gracefully" in platform.log(service)
+    for service in SERVICES:
+        log = platform.log(service)
+        assert "alice.smith@example.com" not in log
+        assert "7946 0958" not in log
+    assert complaint_no in platform.log("intake")

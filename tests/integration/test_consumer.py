@@ -1,0 +1,103 @@
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+
+from faststream.kafka import KafkaBroker
+
+from shared.consumer import POISON_ATTEMPTS, subscribe_events
+from shared.contracts import Event, decode_event, encode_event
+from shared.kafka_admin import ensure_topics
+from shared.topics import Topic
+from tests.contracts.golden import golden_samples
+from tests.support.infra import Infra
+from tests.support.kafka import read_records
+
+
+def _assigned(complaint_no: str) -> Event:
+    document = {**golden_samples()["ComplaintAssigned"], "complaint_no": complaint_no}
+    document["event_id"] = str(uuid.uuid4())
+    event = decode_event(json.dumps(document).encode())
+    assert event is not None
+    return event
+
+
+async def test_poison_and_garbage_go_to_the_dead_letter_topic_and_the_partition_flows_on(
+    infra: Infra,
+) -> None:
+    topic = Topic(f"test.{uuid.uuid4().hex[:10]}", 1, "test", "consumer test")
+    await ensure_topics(infra.kafka_bootstrap_servers, {topic.name: 1, topic.dead_letter: 1})
+    handled: list[str] = []
+    attempts: dict[str, int] = {}
+    done = asyncio.Event()
+
+    async def handle(event: Event) -> None:
+        attempts[event.complaint_no] = attempts.get(event.complaint_no, 0) + 1
+        if event.complaint_no == "261122666":
+            raise ValueError("this event breaks the handler")
+        handled.append(event.complaint_no)
+        if event.complaint_no == "261122003":
+            done.set()
+
+    broker = KafkaBroker(infra.kafka_bootstrap_servers)
+    subscribe_events(
+        broker, topic, group_id=f"g-{uuid.uuid4().hex[:6]}", handle=handle, retry_delay=0.01
+    )
+    await broker.start()
+    try:
+        await broker.publish(encode_event(_assigned("261122001")), topic=topic.name, key=b"1")
+        await broker.publish(b"{not json", topic=topic.name, key=b"x")
+        await broker.publish(encode_event(_assigned("261122666")), topic=topic.name, key=b"6")
+        await broker.publish(
+            json.dumps({"event_type": "SomethingFromTheFuture"}).encode(), topic=topic.name
+        )
+        await broker.publish(encode_event(_assigned("261122003")), topic=topic.name, key=b"3")
+        await asyncio.wait_for(done.wait(), 30)
+    finally:
+        await broker.stop()
+
+    assert handled == ["261122001", "261122003"]
+    assert attempts["261122666"] == POISON_ATTEMPTS
+    dead = await read_records(infra.kafka_bootstrap_servers, topic.dead_letter, expected=2)
+    assert len(dead) == 2
+    garbage, poison = dead
+    assert garbage.value == b"{not json"
+    garbage_headers = {k: v.decode() for k, v in garbage.headers}
+    assert garbage_headers["dlq.original_topic"] == topic.name
+    assert garbage_headers["dlq.original_partition"] == "0"
+    assert garbage_headers["dlq.original_offset"] == "1"
+    assert "not JSON" in garbage_headers["dlq.error"]
+    poison_headers = {k: v.decode() for k, v in poison.headers}
+    assert poison_headers["dlq.original_offset"] == "2"
+    assert "ValueError: this event breaks the handler" in poison_headers["dlq.error"]
+
+
+async def test_an_unreachable_database_redelivers_instead_of_losing(infra: Infra) -> None:
+    topic = Topic(f"test.{uuid.uuid4().hex[:10]}", 1, "test", "consumer test")
+    await ensure_topics(infra.kafka_bootstrap_servers, {topic.name: 1, topic.dead_letter: 1})
+    calls = 0
+    done = asyncio.Event()
+
+    async def handle(event: Event) -> None:
+        nonlocal calls
+        calls += 1
+        if calls <= 5:
+            raise ConnectionRefusedError("database down")
+        done.set()
+
+    broker = KafkaBroker(infra.kafka_bootstrap_servers)
+    subscribe_events(
+        broker, topic, group_id=f"g-{uuid.uuid4().hex[:6]}", handle=handle, retry_delay=0.01
+    )
+    await broker.start()
+    try:
+        await broker.publish(encode_event(_assigned("261122001")), topic=topic.name, key=b"1")
+        await asyncio.wait_for(done.wait(), 30)
+    finally:
+        await broker.stop()
+    assert calls == 6
+    assert (
+        await read_records(infra.kafka_bootstrap_servers, topic.dead_letter, expected=0, timeout=1)
+        == []
+    )

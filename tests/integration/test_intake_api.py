@@ -1,0 +1,167 @@
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+from zoneinfo import ZoneInfo
+
+import asyncpg
+import httpx
+
+from services.intake.app import build_app
+from services.intake.settings import IntakeSettings
+from shared.contracts import ComplaintReceived, decode_event
+from tests.support.tcp_proxy import TcpProxy
+
+
+def _unreachable_kafka() -> str:
+    # Kafka is "down" for these tests: intake must accept regardless, the outbox holds events.
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"127.0.0.1:{sock.getsockname()[1]}"
+
+
+@asynccontextmanager
+async def intake_client(database_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    app = build_app(
+        IntakeSettings(database_url=database_url, kafka_bootstrap_servers=_unreachable_kafka())
+    )
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://intake"
+        ) as client,
+    ):
+        yield client
+
+
+def submission(**overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "branch_id": "hotel-demo",
+        "channel": "phone",
+        "customer": {
+            "name": "张伟",
+            "phone": "+86 138 0013 8000",
+            "email": "zhang.wei@example.com",
+            "type": "in_house_guest",
+        },
+        "description": "房间空调不制冷",
+        "category": "facilities",
+    }
+    body.update(overrides)
+    return body
+
+
+async def _count(database_url: str, sql: str) -> int:
+    conn = await asyncpg.connect(database_url)
+    try:
+        return int(await conn.fetchval(sql))
+    finally:
+        await conn.close()
+
+
+async def test_a_complaint_is_numbered_stored_and_its_event_held_in_the_outbox(
+    database_url: str,
+) -> None:
+    async with intake_client(database_url) as client:
+        response = await client.post(
+            "/v1/complaints", json=submission(), headers={"X-Correlation-ID": "corr-42"}
+        )
+    assert response.status_code == 201, response.text
+    body = response.json()
+    today = datetime.now(UTC).astimezone(ZoneInfo("Asia/Shanghai")).strftime("%y%m%d")
+    assert body["complaint_no"] == f"{today}001"
+    assert body["status"] == "received"
+    assert body["correlation_id"] == "corr-42"
+
+    conn = await asyncpg.connect(database_url)
+    try:
+        row = await conn.fetchrow("SELECT * FROM intake.complaints")
+        assert row is not None
+        assert row["complaint_no"] == body["complaint_no"]
+        outbox = await conn.fetch("SELECT * FROM intake.outbox")
+    finally:
+        await conn.close()
+    assert len(outbox) == 1
+    assert outbox[0]["published_at"] is None
+    assert outbox[0]["key"] == body["complaint_no"].encode()
+    event = decode_event(outbox[0]["payload"])
+    assert isinstance(event, ComplaintReceived)
+    assert event.complaint_no == body["complaint_no"]
+    assert event.correlation_id == "corr-42"
+    assert event.pack == "hotel"
+    assert event.customer.email == "zhang.wei@example.com"
+
+
+async def test_invalid_fields_are_each_named_and_nothing_is_stored(database_url: str) -> None:
+    body = submission(channel="pigeon", customer={"name": "", "type": "alien", "email": "nope"})
+    del body["description"]
+    async with intake_client(database_url) as client:
+        response = await client.post("/v1/complaints", json=body)
+    assert response.status_code == 422
+    locations = {tuple(error["loc"]) for error in response.json()["detail"]}
+    assert locations == {
+        ("body", "channel"),
+        ("body", "customer", "name"),
+        ("body", "customer", "type"),
+        ("body", "customer", "email"),
+        ("body", "description"),
+    }
+    assert await _count(database_url, "SELECT count(*) FROM intake.complaints") == 0
+    assert await _count(database_url, "SELECT count(*) FROM intake.outbox") == 0
+
+
+async def test_unknown_branch_and_category_are_refused_with_the_allowed_values(
+    database_url: str,
+) -> None:
+    async with intake_client(database_url) as client:
+        branch = await client.post("/v1/complaints", json=submission(branch_id="nowhere"))
+        category = await client.post("/v1/complaints", json=submission(category="weather"))
+        not_json = await client.post(
+            "/v1/complaints", content=b"{", headers={"content-type": "application/json"}
+        )
+    assert branch.status_code == 422
+    assert "hotel-demo" in json.dumps(branch.json())
+    assert category.status_code == 422
+    assert "facilities" in category.json()["detail"][0]["msg"]
+    assert category.json()["detail"][0]["loc"] == ["body", "category"]
+    assert not_json.status_code == 422
+    assert await _count(database_url, "SELECT count(*) FROM intake.complaints") == 0
+
+
+async def test_concurrent_submissions_to_two_instances_get_unique_consecutive_numbers(
+    database_url: str,
+) -> None:
+    async with intake_client(database_url) as first, intake_client(database_url) as second:
+        responses = await asyncio.gather(
+            *(
+                (first if i % 2 else second).post("/v1/complaints", json=submission())
+                for i in range(40)
+            )
+        )
+    assert all(r.status_code == 201 for r in responses)
+    ordinals = sorted(int(r.json()["complaint_no"][6:]) for r in responses)
+    assert ordinals == list(range(1, 41))
+
+
+async def test_without_the_database_intake_answers_503_and_records_nothing(
+    database_url: str,
+) -> None:
+    parts = urlsplit(database_url)
+    proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
+    await proxy.start()
+    proxied = urlunsplit(parts._replace(netloc=f"{parts.username}@127.0.0.1:{proxy.port}"))
+    async with intake_client(proxied) as client:
+        accepted = await client.post("/v1/complaints", json=submission())
+        assert accepted.status_code == 201
+        await proxy.cut()
+        refused = await client.post("/v1/complaints", json=submission())
+    assert refused.status_code == 503
+    assert "nothing was recorded" in refused.json()["detail"]
+    assert refused.headers["retry-after"] == "5"
+    assert await _count(database_url, "SELECT count(*) FROM intake.complaints") == 1

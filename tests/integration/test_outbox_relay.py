@@ -1,0 +1,125 @@
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from pathlib import Path
+
+import asyncpg
+
+from shared.contracts import decode_event
+from shared.db import apply_migrations
+from shared.outbox import OutboxRelay, enqueue
+from tests.contracts.golden import golden_samples
+from tests.support.infra import Infra
+from tests.support.kafka import new_topic, read_records
+
+SCHEMA = "relaytest"
+
+
+def _event(complaint_no: str):  # type: ignore[no-untyped-def]
+    document = {**golden_samples()["ComplaintAssigned"], "complaint_no": complaint_no}
+    del document["event_id"]
+    event = decode_event(json.dumps(document).encode())
+    assert event is not None
+    return event
+
+
+def _dead_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def _prepare(database_url: str, tmp_path: Path) -> asyncpg.Connection:
+    await apply_migrations(database_url, SCHEMA, tmp_path)
+    return await asyncpg.connect(database_url, server_settings={"search_path": SCHEMA})
+
+
+async def test_committed_events_are_published_in_order_and_rolled_back_ones_never(
+    infra: Infra, database_url: str, tmp_path: Path
+) -> None:
+    topic = await new_topic(infra.kafka_bootstrap_servers)
+    conn = await _prepare(database_url, tmp_path)
+    relay = OutboxRelay(
+        dsn=database_url, schema=SCHEMA, bootstrap_servers=infra.kafka_bootstrap_servers
+    )
+    relay.start()
+    try:
+        events = [_event("261122001") for _ in range(5)]
+        for event in events:
+            async with conn.transaction():
+                await enqueue(conn, topic, event)
+        try:
+            async with conn.transaction():
+                await enqueue(conn, topic, _event("261122002"))
+                raise RuntimeError("the state change failed")
+        except RuntimeError:
+            pass
+        records = await read_records(infra.kafka_bootstrap_servers, topic, expected=5)
+        assert [r.value for r in records] == [e.model_dump_json().encode() for e in events]
+        assert {r.key for r in records} == {b"261122001"}
+        headers = dict(records[0].headers)
+        assert headers["event_type"] == b"ComplaintAssigned"
+        assert await conn.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL") == 0
+    finally:
+        await relay.stop()
+        await conn.close()
+
+
+async def test_events_wait_while_kafka_is_down_and_go_out_once_it_is_back(
+    infra: Infra, database_url: str, tmp_path: Path
+) -> None:
+    topic = await new_topic(infra.kafka_bootstrap_servers)
+    conn = await _prepare(database_url, tmp_path)
+    unreachable = OutboxRelay(
+        dsn=database_url, schema=SCHEMA, bootstrap_servers=f"127.0.0.1:{_dead_port()}"
+    )
+    unreachable.start()
+    try:
+        async with conn.transaction():
+            await enqueue(conn, topic, _event("261122003"))
+        await asyncio.sleep(2)
+        assert await conn.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL") == 1
+    finally:
+        await unreachable.stop()
+
+    relay = OutboxRelay(
+        dsn=database_url, schema=SCHEMA, bootstrap_servers=infra.kafka_bootstrap_servers
+    )
+    relay.start()
+    try:
+        records = await read_records(infra.kafka_bootstrap_servers, topic, expected=1)
+        assert len(records) == 1
+    finally:
+        await relay.stop()
+        await conn.close()
+
+
+async def test_only_one_relay_per_schema_publishes(
+    infra: Infra, database_url: str, tmp_path: Path
+) -> None:
+    topic = await new_topic(infra.kafka_bootstrap_servers)
+    conn = await _prepare(database_url, tmp_path)
+    relays = [
+        OutboxRelay(
+            dsn=database_url,
+            schema=SCHEMA,
+            bootstrap_servers=infra.kafka_bootstrap_servers,
+            poll_interval=0.05,
+        )
+        for _ in range(3)
+    ]
+    for relay in relays:
+        relay.start()
+    try:
+        for index in range(30):
+            async with conn.transaction():
+                await enqueue(conn, topic, _event(f"2611220{index:02d}"))
+        records = await read_records(infra.kafka_bootstrap_servers, topic, expected=30)
+        assert len(records) == 30
+        assert len({r.value for r in records}) == 30
+    finally:
+        for relay in relays:
+            await relay.stop()
+        await conn.close()

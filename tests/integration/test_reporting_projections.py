@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+import json
+
+import asyncpg
+
+from services.reporting import queries
+from services.reporting.app import MIGRATIONS, SCHEMA
+from services.reporting.projections import apply_event
+from shared.contracts import Event, decode_event
+from shared.db import apply_migrations
+from tests.contracts.golden import golden_samples
+
+
+def _golden_events() -> dict[str, Event]:
+    events = {}
+    for name, document in golden_samples().items():
+        event = decode_event(json.dumps(document).encode())
+        assert event is not None
+        events[name] = event
+    return events
+
+
+async def _project(database_url: str, order: list[str]) -> asyncpg.Connection:
+    await apply_migrations(database_url, SCHEMA, MIGRATIONS)
+    conn = await asyncpg.connect(database_url, server_settings={"search_path": SCHEMA})
+    events = _golden_events()
+    for name in order:
+        async with conn.transaction():
+            await apply_event(conn, events[name])
+    return conn
+
+
+async def test_the_case_file_is_the_same_whatever_the_arrival_order_and_redeliveries(
+    database_url: str,
+) -> None:
+    in_order = ["ComplaintReceived", "ComplaintAssigned", "ClockStarted", "NotificationSent"]
+    scrambled = [
+        "NotificationSent",
+        "ComplaintAssigned",
+        "ClockStarted",
+        "ComplaintAssigned",
+        "ComplaintReceived",
+        "NotificationSent",
+        "ComplaintReceived",
+    ]
+    first = await _project(database_url, in_order)
+    try:
+        expected = await queries.case_file(first, "261122001")
+        await first.execute("DROP SCHEMA reporting CASCADE")
+    finally:
+        await first.close()
+    second = await _project(database_url, scrambled)
+    try:
+        again = await queries.case_file(second, "261122001")
+        summary = await queries.summary(second, None)
+    finally:
+        await second.close()
+
+    assert expected is not None
+    assert again is not None
+    assert again == expected
+    assert again.status == "assigned"
+    assert again.category == "facilities"
+    assert again.assignment is not None
+    assert again.assignment.department == "engineering"
+    assert again.assignment.assignee is not None
+    assert again.assignment.assignee.name == "周强"
+    assert [(c.name, c.state) for c in again.clocks] == [("resolution", "running")]
+    assert [(n.channel, n.status) for n in again.notifications] == [("email", "sent")]
+    assert len(again.timeline) == 4
+    received = next(e for e in again.timeline if e.event_type == "ComplaintReceived")
+    assert received.details["customer"]["email"] == "z***@example.com"
+    assert received.details["customer"]["phone"] == "***8000"
+    assert summary.total == 1
+    assert summary.by_status == {"assigned": 1}
+    assert summary.by_category == {"facilities": 1}
+    assert summary.by_branch == {"hotel-demo": 1}
+
+
+async def test_a_failed_notification_shows_its_reason(database_url: str) -> None:
+    conn = await _project(database_url, ["ComplaintReceived", "NotificationFailed"])
+    try:
+        case = await queries.case_file(conn, "261122001")
+    finally:
+        await conn.close()
+    assert case is not None
+    (notification,) = case.notifications
+    assert notification.status == "failed"
+    assert notification.reason == "SMTPConnectError: connection refused"
