@@ -51,7 +51,7 @@ lint: $(STAMP)
 
 .PHONY: docs
 docs: $(STAMP)
-	$(PY) -m shared.asyncapi docs/asyncapi
+	$(PY) -m docs.asyncapi.generate
 
 # TEST_INFRA=local (default without Docker) starts the test stack itself and stops it after.
 .PHONY: test

@@ -23,10 +23,12 @@ from shared.logging import configure_logging
 from shared.outbox import enqueue
 from shared.policy import PackRegistry, load_packs
 from shared.runtime import service_database
-from shared.topics import INTAKE
+from shared.topics import INTAKE, Topic
 
 SCHEMA = "intake"
 MIGRATIONS = Path(__file__).parent / "migrations"
+PUBLISHES_TO = INTAKE
+SUBSCRIBES_TO: tuple[Topic, ...] = ()
 
 log = structlog.get_logger("intake")
 
@@ -108,7 +110,7 @@ def build_app(settings: IntakeSettings) -> FastAPI:
                 first_contact_staff=submission.first_contact_staff,
             )
             await store.insert_complaint(conn, event, year=day.year, ordinal=ordinal)
-            await enqueue(conn, INTAKE.name, event)
+            await enqueue(conn, PUBLISHES_TO.name, event)
         log.info(
             "complaint received",
             complaint_no=event.complaint_no,

@@ -34,6 +34,8 @@ from shared.topics import INTAKE, NOTIFY
 
 SCHEMA = "notify"
 MIGRATIONS = Path(__file__).parent / "migrations"
+PUBLISHES_TO = NOTIFY
+SUBSCRIBES_TO = (INTAKE,)
 ACKNOWLEDGEMENT = "acknowledgement"
 
 log = structlog.get_logger("notify")
@@ -146,8 +148,9 @@ def build_app(settings: NotifySettings, sender: EmailSender | None = None) -> Fa
                 attempts,
                 error,
             )
-            await enqueue(conn, NOTIFY.name, outcome)
+            await enqueue(conn, PUBLISHES_TO.name, outcome)
         log.info("acknowledgement " + ("sent" if error is None else "failed"), attempts=attempts)
 
-    subscribe_events(broker, INTAKE, group_id="notify", handle=on_intake_event)
+    for topic in SUBSCRIBES_TO:
+        subscribe_events(broker, topic, group_id="notify", handle=on_intake_event)
     return consumer_app(broker, settings, SCHEMA, MIGRATIONS, holder, with_relay=True)

@@ -26,7 +26,8 @@ from shared.topics import INTAKE, NOTIFY, ROUTING, SLA
 
 SCHEMA = "reporting"
 MIGRATIONS = Path(__file__).parent / "migrations"
-PROJECTED_TOPICS = (INTAKE, ROUTING, SLA, NOTIFY)
+PUBLISHES_TO = None
+SUBSCRIBES_TO = (INTAKE, ROUTING, SLA, NOTIFY)
 
 log = structlog.get_logger("reporting")
 
@@ -42,7 +43,7 @@ def build_app(settings: ReportingSettings) -> FastAPI:
         if projected:
             log.debug("event projected")
 
-    for topic in PROJECTED_TOPICS:
+    for topic in SUBSCRIBES_TO:
         subscribe_events(broker, topic, group_id="reporting", handle=project)
 
     @asynccontextmanager

@@ -21,6 +21,8 @@ from shared.topics import INTAKE, ROUTING
 
 SCHEMA = "routing"
 MIGRATIONS = Path(__file__).parent / "migrations"
+PUBLISHES_TO = ROUTING
+SUBSCRIBES_TO = (INTAKE,)
 
 log = structlog.get_logger("routing")
 
@@ -62,8 +64,9 @@ def build_app(settings: ServiceSettings) -> FastStream:
                 pack.pack,
                 pack.version,
             )
-            await enqueue(conn, ROUTING.name, assigned)
+            await enqueue(conn, PUBLISHES_TO.name, assigned)
         log.info("complaint assigned", department=decision.department, rule=decision.rule)
 
-    subscribe_events(broker, INTAKE, group_id="routing", handle=on_intake_event)
+    for topic in SUBSCRIBES_TO:
+        subscribe_events(broker, topic, group_id="routing", handle=on_intake_event)
     return consumer_app(broker, settings, SCHEMA, MIGRATIONS, holder, with_relay=True)

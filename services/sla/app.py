@@ -20,6 +20,8 @@ from shared.topics import INTAKE, SLA
 
 SCHEMA = "sla"
 MIGRATIONS = Path(__file__).parent / "migrations"
+PUBLISHES_TO = SLA
+SUBSCRIBES_TO = (INTAKE,)
 
 log = structlog.get_logger("sla")
 
@@ -75,8 +77,9 @@ def build_app(settings: ServiceSettings) -> FastStream:
                     pack=pack.pack,
                     pack_version=pack.version,
                 )
-                await enqueue(conn, SLA.name, started)
+                await enqueue(conn, PUBLISHES_TO.name, started)
         log.info("clocks started", clocks=[c.name for c in clocks])
 
-    subscribe_events(broker, INTAKE, group_id="sla", handle=on_intake_event)
+    for topic in SUBSCRIBES_TO:
+        subscribe_events(broker, topic, group_id="sla", handle=on_intake_event)
     return consumer_app(broker, settings, SCHEMA, MIGRATIONS, holder, with_relay=True)

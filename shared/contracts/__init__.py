@@ -9,7 +9,16 @@ from shared.contracts.notify import NotificationFailed, NotificationSent
 from shared.contracts.routing import ComplaintAssigned
 from shared.contracts.sla import ClockStarted
 
+# Which service produces which events: each producer's topic carries exactly these.
+EVENTS_BY_PRODUCER: dict[str, tuple[type[Event], ...]] = {
+    "intake": (ComplaintReceived,),
+    "routing": (ComplaintAssigned,),
+    "sla": (ClockStarted,),
+    "notify": (NotificationSent, NotificationFailed),
+}
+
 __all__ = [
+    "EVENTS_BY_PRODUCER",
     "ClockStarted",
     "ComplaintAssigned",
     "ComplaintReceived",

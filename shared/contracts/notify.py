@@ -17,6 +17,8 @@ NotificationChannel = Literal["email", "sms", "webhook"]
 
 
 class NotificationSent(Event):
+    """A message reached its provider (SMTP server, SMS gateway, webhook) for delivery."""
+
     EVENT_TYPE: ClassVar[str] = "NotificationSent"
     event_type: Literal["NotificationSent"] = "NotificationSent"
 
@@ -29,6 +31,8 @@ class NotificationSent(Event):
 
 
 class NotificationFailed(Event):
+    """A message could not be sent after every attempt."""
+
     EVENT_TYPE: ClassVar[str] = "NotificationFailed"
     event_type: Literal["NotificationFailed"] = "NotificationFailed"
 

@@ -1,0 +1,60 @@
+"""Write docs/asyncapi/<service>.yaml from each service's declared topics and the contracts.
+
+Run with `make docs`; a test fails when the committed documents are out of date.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from shared.asyncapi import service_document
+from shared.topics import Topic, event_topics
+
+SERVICES = ("intake", "routing", "sla", "notify", "reporting")
+OUTPUT = Path(__file__).resolve().parent
+# Documents name the default namespace whatever COMPLAINTS_TOPIC_NAMESPACE is set to here.
+CANONICAL = {topic.producer: topic for topic in event_topics("complaints")}
+
+
+class _PlainDumper(yaml.SafeDumper):
+    """Writes shared sub-documents out in full instead of as YAML anchors."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def _canonical(topic: Topic) -> Topic:
+    return CANONICAL[topic.producer]
+
+
+def documents() -> dict[str, str]:
+    rendered: dict[str, str] = {}
+    for service in SERVICES:
+        module = importlib.import_module(f"services.{service}.app")
+        publishes = module.PUBLISHES_TO
+        document: dict[str, Any] = service_document(
+            service,
+            (module.__doc__ or service).strip().splitlines()[0],
+            publishes=_canonical(publishes) if publishes else None,
+            subscribes=tuple(_canonical(topic) for topic in module.SUBSCRIBES_TO),
+        )
+        rendered[f"{service}.yaml"] = yaml.dump(
+            document, Dumper=_PlainDumper, allow_unicode=True, sort_keys=False, width=100
+        )
+    return rendered
+
+
+def main() -> int:
+    for name, text in documents().items():
+        (OUTPUT / name).write_text(text, encoding="utf-8")
+        print(f"wrote {OUTPUT / name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
