@@ -17,7 +17,7 @@ and error in its headers, and the original bytes as its body.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import structlog
@@ -28,7 +28,7 @@ from faststream.message import StreamMessage
 
 from shared.contracts import Event, UndecodableEventError, decode_event
 from shared.db import is_connection_error
-from shared.topics import Topic
+from shared.topics import DEAD_LETTER_SUFFIX, Topic
 
 log = structlog.get_logger(__name__)
 
@@ -41,9 +41,7 @@ def _is_transient(exc: BaseException) -> bool:
     return is_connection_error(exc) or isinstance(exc, KafkaConnectionError | KafkaTimeoutError)
 
 
-async def _dead_letter(
-    broker: KafkaBroker, topic: Topic, group_id: str, msg: KafkaMessage, error: str
-) -> None:
+async def _dead_letter(broker: KafkaBroker, group_id: str, msg: KafkaMessage, error: str) -> None:
     record = msg.raw_message
     assert not isinstance(record, tuple)
     headers = {
@@ -54,7 +52,10 @@ async def _dead_letter(
         "dlq.error": error[:2000],
     }
     await broker.publish(
-        record.value or b"", topic=topic.dead_letter, key=record.key, headers=headers
+        record.value or b"",
+        topic=record.topic + DEAD_LETTER_SUFFIX,
+        key=record.key,
+        headers=headers,
     )
     log.error(
         "message dead-lettered",
@@ -73,19 +74,22 @@ def _raw_body(msg: StreamMessage[Any]) -> bytes:
 
 def subscribe_events(
     broker: KafkaBroker,
-    topic: Topic,
+    topics: Sequence[Topic],
     *,
     group_id: str,
     handle: EventHandler,
     retry_delay: float = 0.5,
 ) -> None:
-    """Feed every event on ``topic`` to ``handle``, once it is safely decodable."""
+    """Feed every event on ``topics`` to ``handle``, once it is safely decodable.
+
+    One consumer in ``group_id`` reads all the topics, so a service joins its group once.
+    """
 
     async def on_message(body: bytes, msg: KafkaMessage) -> None:
         try:
             event = decode_event(body)
         except UndecodableEventError as exc:
-            await _dead_letter(broker, topic, group_id, msg, str(exc))
+            await _dead_letter(broker, group_id, msg, str(exc))
             return
         if event is None:
             return  # a type this service does not know yet: not ours to handle
@@ -105,17 +109,15 @@ def subscribe_events(
                         raise
                     log.warning("handler failed", attempt=attempt, error=repr(exc))
                     if attempt == POISON_ATTEMPTS:
-                        await _dead_letter(
-                            broker, topic, group_id, msg, f"{type(exc).__name__}: {exc}"
-                        )
+                        await _dead_letter(broker, group_id, msg, f"{type(exc).__name__}: {exc}")
                         return
                     await asyncio.sleep(retry_delay * attempt)
 
     broker.subscriber(
-        topic.name,
+        *(topic.name for topic in topics),
         decoder=_raw_body,
         group_id=group_id,
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
-        title=f"{group_id}:{topic.name}",
+        title=f"{group_id}:" + ",".join(topic.name for topic in topics),
     )(on_message)

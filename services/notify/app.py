@@ -151,6 +151,5 @@ def build_app(settings: NotifySettings, sender: EmailSender | None = None) -> Fa
             await enqueue(conn, PUBLISHES_TO.name, outcome)
         log.info("acknowledgement " + ("sent" if error is None else "failed"), attempts=attempts)
 
-    for topic in SUBSCRIBES_TO:
-        subscribe_events(broker, topic, group_id="notify", handle=on_intake_event)
+    subscribe_events(broker, SUBSCRIBES_TO, group_id="notify", handle=on_intake_event)
     return consumer_app(broker, settings, SCHEMA, MIGRATIONS, holder, with_relay=True)

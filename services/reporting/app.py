@@ -43,8 +43,7 @@ def build_app(settings: ReportingSettings) -> FastAPI:
         if projected:
             log.debug("event projected")
 
-    for topic in SUBSCRIBES_TO:
-        subscribe_events(broker, topic, group_id="reporting", handle=project)
+    subscribe_events(broker, SUBSCRIBES_TO, group_id="reporting", handle=project)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

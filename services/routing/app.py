@@ -67,6 +67,5 @@ def build_app(settings: ServiceSettings) -> FastStream:
             await enqueue(conn, PUBLISHES_TO.name, assigned)
         log.info("complaint assigned", department=decision.department, rule=decision.rule)
 
-    for topic in SUBSCRIBES_TO:
-        subscribe_events(broker, topic, group_id="routing", handle=on_intake_event)
+    subscribe_events(broker, SUBSCRIBES_TO, group_id="routing", handle=on_intake_event)
     return consumer_app(broker, settings, SCHEMA, MIGRATIONS, holder, with_relay=True)

@@ -80,6 +80,5 @@ def build_app(settings: ServiceSettings) -> FastStream:
                 await enqueue(conn, PUBLISHES_TO.name, started)
         log.info("clocks started", clocks=[c.name for c in clocks])
 
-    for topic in SUBSCRIBES_TO:
-        subscribe_events(broker, topic, group_id="sla", handle=on_intake_event)
+    subscribe_events(broker, SUBSCRIBES_TO, group_id="sla", handle=on_intake_event)
     return consumer_app(broker, settings, SCHEMA, MIGRATIONS, holder, with_relay=True)

@@ -42,7 +42,7 @@ async def test_poison_and_garbage_go_to_the_dead_letter_topic_and_the_partition_
 
     broker = KafkaBroker(infra.kafka_bootstrap_servers)
     subscribe_events(
-        broker, topic, group_id=f"g-{uuid.uuid4().hex[:6]}", handle=handle, retry_delay=0.01
+        broker, [topic], group_id=f"g-{uuid.uuid4().hex[:6]}", handle=handle, retry_delay=0.01
     )
     await broker.start()
     try:
@@ -88,7 +88,7 @@ async def test_an_unreachable_database_redelivers_instead_of_losing(infra: Infra
 
     broker = KafkaBroker(infra.kafka_bootstrap_servers)
     subscribe_events(
-        broker, topic, group_id=f"g-{uuid.uuid4().hex[:6]}", handle=handle, retry_delay=0.01
+        broker, [topic], group_id=f"g-{uuid.uuid4().hex[:6]}", handle=handle, retry_delay=0.01
     )
     await broker.start()
     try:
