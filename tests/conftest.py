@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from urllib.parse import urlsplit, urlunsplit
@@ -7,6 +8,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
+from shared.kafka_admin import ensure_topics
 from tests.support.infra import Infra, chosen_kind, provide
 
 
@@ -22,6 +24,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session")
 def infra() -> Iterator[Infra]:
     with provide(chosen_kind()) as provided:
+        # Services built in-process use the default namespace's topics.
+        asyncio.run(ensure_topics(provided.kafka_bootstrap_servers))
         yield provided
 
 
