@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncpg
 import structlog
+import uvicorn
 from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
 
@@ -27,3 +28,8 @@ def answer_503_when_database_down(app: FastAPI, message: str) -> None:
 
     for error_type in (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
         app.add_exception_handler(error_type, database_unavailable)
+
+
+def serve(app: FastAPI, host: str, port: int) -> None:
+    """Run ``app`` until SIGTERM or Ctrl-C; logging stays as ``configure_logging`` set it."""
+    uvicorn.run(app, host=host, port=port, log_config=None, timeout_graceful_shutdown=10)

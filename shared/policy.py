@@ -149,6 +149,12 @@ class PackRegistry:
                     )
                 self._by_branch[branch.id] = (pack, branch)
 
+    def require(self, pack: str) -> PolicyPack:
+        """The named pack; an event naming a pack this service has not loaded is an error."""
+        if pack not in self.packs:
+            raise PolicyPackError(f"policy pack {pack!r} is not loaded")
+        return self.packs[pack]
+
     def for_branch(self, branch_id: str) -> tuple[PolicyPack, Branch] | None:
         return self._by_branch.get(branch_id)
 

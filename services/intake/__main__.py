@@ -1,13 +1,6 @@
-import uvicorn
-
 from services.intake.app import build_app
 from services.intake.settings import IntakeSettings
+from shared.http import serve
 
 settings = IntakeSettings()
-uvicorn.run(
-    build_app(settings),
-    host=settings.intake_host,
-    port=settings.intake_port,
-    log_config=None,
-    timeout_graceful_shutdown=10,
-)
+serve(build_app(settings), settings.intake_host, settings.intake_port)

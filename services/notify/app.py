@@ -13,12 +13,13 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import make_msgid
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
-import asyncpg
 import structlog
 from faststream import FastStream
 
+from services.notify import store
 from services.notify.email import TRANSIENT_SMTP_ERRORS, EmailSender, SmtpSender
 from services.notify.settings import NotifySettings
 from services.notify.templates import render
@@ -43,27 +44,6 @@ log = structlog.get_logger("notify")
 
 def notification_key(source_event_id: uuid.UUID, recipient: str, template: str) -> str:
     return f"{source_event_id}/{recipient.lower()}/{template}"
-
-
-async def _record_pending(
-    pool: asyncpg.Pool, event: ComplaintReceived, notification_id: uuid.UUID, recipient: str
-) -> bool:
-    async with pool.acquire() as conn, conn.transaction():
-        if not await first_delivery(conn, event):
-            return False
-        status: str = await conn.execute(
-            """INSERT INTO notifications (notification_id, notification_key, complaint_no, channel,
-                   recipient_masked, template, language, status)
-               VALUES ($1, $2, $3, 'email', $4, $5, $6, 'sending')
-               ON CONFLICT (notification_key) DO NOTHING""",
-            notification_id,
-            notification_key(event.event_id, recipient, ACKNOWLEDGEMENT),
-            event.complaint_no,
-            mask_email(recipient),
-            ACKNOWLEDGEMENT,
-            event.customer.language.value,
-        )
-        return status == "INSERT 0 1"
 
 
 def build_app(settings: NotifySettings, sender: EmailSender | None = None) -> FastStream:
@@ -91,11 +71,26 @@ def build_app(settings: NotifySettings, sender: EmailSender | None = None) -> Fa
             return
         recipient = str(event.customer.email)
         language = event.customer.language.value
-        notification_id = uuid.uuid5(
-            uuid.NAMESPACE_URL, notification_key(event.event_id, recipient, ACKNOWLEDGEMENT)
-        )
-        if not await _record_pending(holder.pool, event, notification_id, recipient):
-            return
+        key = notification_key(event.event_id, recipient, ACKNOWLEDGEMENT)
+        notification_id = uuid.uuid5(uuid.NAMESPACE_URL, key)
+        masked = mask_email(recipient)
+        about: dict[str, Any] = {
+            "notification_id": notification_id,
+            "channel": "email",
+            "recipient_masked": masked,
+            "template": ACKNOWLEDGEMENT,
+        }
+        async with holder.pool.acquire() as conn, conn.transaction():
+            if not await first_delivery(conn, event) or not await store.record_pending(
+                conn,
+                notification_id=notification_id,
+                key=key,
+                complaint_no=event.complaint_no,
+                recipient_masked=masked,
+                template=ACKNOWLEDGEMENT,
+                language=language,
+            ):
+                return
         found = packs.for_branch(event.branch_id)
         timezone = ZoneInfo(found[1].timezone if found else "Asia/Shanghai")
         rendered = render(
@@ -118,36 +113,13 @@ def build_app(settings: NotifySettings, sender: EmailSender | None = None) -> Fa
             outcome: NotificationSent | NotificationFailed
             if error is None:
                 outcome = NotificationSent.caused_by(
-                    event,
-                    producer="notify",
-                    notification_id=notification_id,
-                    channel="email",
-                    recipient_masked=mask_email(recipient),
-                    template=ACKNOWLEDGEMENT,
-                    language=language,
-                    sent_at=datetime.now(UTC),
+                    event, producer="notify", **about, language=language, sent_at=datetime.now(UTC)
                 )
             else:
                 outcome = NotificationFailed.caused_by(
-                    event,
-                    producer="notify",
-                    notification_id=notification_id,
-                    channel="email",
-                    recipient_masked=mask_email(recipient),
-                    template=ACKNOWLEDGEMENT,
-                    reason=error,
-                    attempts=attempts,
+                    event, producer="notify", **about, reason=error, attempts=attempts
                 )
-            await conn.execute(
-                """UPDATE notifications
-                   SET status = $2, attempts = $3, last_error = $4,
-                       sent_at = CASE WHEN $2 = 'sent' THEN now() END
-                   WHERE notification_id = $1""",
-                notification_id,
-                "sent" if error is None else "failed",
-                attempts,
-                error,
-            )
+            await store.record_outcome(conn, notification_id, attempts=attempts, error=error)
             await enqueue(conn, PUBLISHES_TO.name, outcome)
         log.info("acknowledgement " + ("sent" if error is None else "failed"), attempts=attempts)
 

@@ -1,13 +1,6 @@
-import uvicorn
-
 from services.reporting.app import build_app
 from services.reporting.settings import ReportingSettings
+from shared.http import serve
 
 settings = ReportingSettings()
-uvicorn.run(
-    build_app(settings),
-    host=settings.reporting_host,
-    port=settings.reporting_port,
-    log_config=None,
-    timeout_graceful_shutdown=10,
-)
+serve(build_app(settings), settings.reporting_host, settings.reporting_port)

@@ -7,6 +7,7 @@ from pathlib import Path
 import structlog
 from faststream import FastStream
 
+from services.routing import store
 from services.routing.domain import decide
 from shared.consumer import subscribe_events
 from shared.consumer_app import PoolHolder, consumer_app, new_broker
@@ -36,9 +37,7 @@ def build_app(settings: ServiceSettings) -> FastStream:
     async def on_intake_event(event: Event) -> None:
         if not isinstance(event, ComplaintReceived):
             return
-        pack = packs.packs.get(event.pack)
-        if pack is None:
-            raise LookupError(f"policy pack {event.pack!r} is not loaded")
+        pack = packs.require(event.pack)
         decision = decide(pack, event.category)
         assigned = ComplaintAssigned.caused_by(
             event,
@@ -52,18 +51,7 @@ def build_app(settings: ServiceSettings) -> FastStream:
         async with holder.pool.acquire() as conn, conn.transaction():
             if not await first_delivery(conn, event):
                 return
-            await conn.execute(
-                """INSERT INTO assignments (complaint_no, branch_id, department, assignee_id,
-                       rule, pack, pack_version)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7)""",
-                event.complaint_no,
-                event.branch_id,
-                decision.department,
-                decision.assignee_id,
-                decision.rule,
-                pack.pack,
-                pack.version,
-            )
+            await store.record_assignment(conn, event, decision, pack)
             await enqueue(conn, PUBLISHES_TO.name, assigned)
         log.info("complaint assigned", department=decision.department, rule=decision.rule)
 

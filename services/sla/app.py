@@ -7,6 +7,7 @@ from pathlib import Path
 import structlog
 from faststream import FastStream
 
+from services.sla import store
 from services.sla.domain import plan_clocks
 from shared.consumer import subscribe_events
 from shared.consumer_app import PoolHolder, consumer_app, new_broker
@@ -35,9 +36,7 @@ def build_app(settings: ServiceSettings) -> FastStream:
     async def on_intake_event(event: Event) -> None:
         if not isinstance(event, ComplaintReceived):
             return
-        pack = packs.packs.get(event.pack)
-        if pack is None:
-            raise LookupError(f"policy pack {event.pack!r} is not loaded")
+        pack = packs.require(event.pack)
         clocks = plan_clocks(
             pack,
             complaint_no=event.complaint_no,
@@ -50,21 +49,7 @@ def build_app(settings: ServiceSettings) -> FastStream:
             if not await first_delivery(conn, event):
                 return
             for clock in clocks:
-                await conn.execute(
-                    """INSERT INTO clocks (clock_id, complaint_no, branch_id, name, rule, state,
-                           started_at, due_at, target_seconds, pack, pack_version)
-                       VALUES ($1, $2, $3, $4, $5, 'running', $6, $7, $8, $9, $10)""",
-                    clock.clock_id,
-                    event.complaint_no,
-                    event.branch_id,
-                    clock.name,
-                    clock.rule,
-                    clock.started_at,
-                    clock.due_at,
-                    clock.target_seconds,
-                    pack.pack,
-                    pack.version,
-                )
+                await store.start_clock(conn, event, clock, pack)
                 started = ClockStarted.caused_by(
                     event,
                     producer="sla",
