@@ -6,7 +6,7 @@ import uuid
 
 from faststream.kafka import KafkaBroker
 
-from shared.consumer import POISON_ATTEMPTS, subscribe_events
+from shared.consumer import POISON_ATTEMPTS, EventHandler, subscribe_events
 from shared.contracts import Event, decode_event, encode_event
 from shared.kafka_admin import ensure_topics
 from shared.topics import Topic
@@ -23,11 +23,21 @@ def _assigned(complaint_no: str) -> Event:
     return event
 
 
+async def _subscribed_broker(infra: Infra, handle: EventHandler) -> tuple[KafkaBroker, Topic]:
+    """A started broker feeding a fresh one-partition topic to ``handle``."""
+    topic = Topic(f"test.{uuid.uuid4().hex[:10]}", 1, "test", "consumer test")
+    await ensure_topics(infra.kafka_bootstrap_servers, {topic.name: 1, topic.dead_letter: 1})
+    broker = KafkaBroker(infra.kafka_bootstrap_servers)
+    subscribe_events(
+        broker, [topic], group_id=f"g-{uuid.uuid4().hex[:6]}", handle=handle, retry_delay=0.01
+    )
+    await broker.start()
+    return broker, topic
+
+
 async def test_poison_and_garbage_go_to_the_dead_letter_topic_and_the_partition_flows_on(
     infra: Infra,
 ) -> None:
-    topic = Topic(f"test.{uuid.uuid4().hex[:10]}", 1, "test", "consumer test")
-    await ensure_topics(infra.kafka_bootstrap_servers, {topic.name: 1, topic.dead_letter: 1})
     handled: list[str] = []
     attempts: dict[str, int] = {}
     done = asyncio.Event()
@@ -40,11 +50,7 @@ async def test_poison_and_garbage_go_to_the_dead_letter_topic_and_the_partition_
         if event.complaint_no == "261122003":
             done.set()
 
-    broker = KafkaBroker(infra.kafka_bootstrap_servers)
-    subscribe_events(
-        broker, [topic], group_id=f"g-{uuid.uuid4().hex[:6]}", handle=handle, retry_delay=0.01
-    )
-    await broker.start()
+    broker, topic = await _subscribed_broker(infra, handle)
     try:
         await broker.publish(encode_event(_assigned("261122001")), topic=topic.name, key=b"1")
         await broker.publish(b"{not json", topic=topic.name, key=b"x")
@@ -74,8 +80,6 @@ async def test_poison_and_garbage_go_to_the_dead_letter_topic_and_the_partition_
 
 
 async def test_an_unreachable_database_redelivers_instead_of_losing(infra: Infra) -> None:
-    topic = Topic(f"test.{uuid.uuid4().hex[:10]}", 1, "test", "consumer test")
-    await ensure_topics(infra.kafka_bootstrap_servers, {topic.name: 1, topic.dead_letter: 1})
     calls = 0
     done = asyncio.Event()
 
@@ -86,11 +90,7 @@ async def test_an_unreachable_database_redelivers_instead_of_losing(infra: Infra
             raise ConnectionRefusedError("database down")
         done.set()
 
-    broker = KafkaBroker(infra.kafka_bootstrap_servers)
-    subscribe_events(
-        broker, [topic], group_id=f"g-{uuid.uuid4().hex[:6]}", handle=handle, retry_delay=0.01
-    )
-    await broker.start()
+    broker, topic = await _subscribed_broker(infra, handle)
     try:
         await broker.publish(encode_event(_assigned("261122001")), topic=topic.name, key=b"1")
         await asyncio.wait_for(done.wait(), 30)

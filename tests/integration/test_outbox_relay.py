@@ -31,6 +31,14 @@ def _dead_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _relay(database_url: str, bootstrap: str, poll_interval: float = 1.0) -> OutboxRelay:
+    relay = OutboxRelay(
+        dsn=database_url, schema=SCHEMA, bootstrap_servers=bootstrap, poll_interval=poll_interval
+    )
+    relay.start()
+    return relay
+
+
 async def _prepare(database_url: str, tmp_path: Path) -> asyncpg.Connection:
     await apply_migrations(database_url, SCHEMA, tmp_path)
     return await asyncpg.connect(database_url, server_settings={"search_path": SCHEMA})
@@ -41,10 +49,7 @@ async def test_committed_events_are_published_in_order_and_rolled_back_ones_neve
 ) -> None:
     topic = await new_topic(infra.kafka_bootstrap_servers)
     conn = await _prepare(database_url, tmp_path)
-    relay = OutboxRelay(
-        dsn=database_url, schema=SCHEMA, bootstrap_servers=infra.kafka_bootstrap_servers
-    )
-    relay.start()
+    relay = _relay(database_url, infra.kafka_bootstrap_servers)
     try:
         events = [_event("261122001") for _ in range(5)]
         for event in events:
@@ -72,10 +77,7 @@ async def test_events_wait_while_kafka_is_down_and_go_out_once_it_is_back(
 ) -> None:
     topic = await new_topic(infra.kafka_bootstrap_servers)
     conn = await _prepare(database_url, tmp_path)
-    unreachable = OutboxRelay(
-        dsn=database_url, schema=SCHEMA, bootstrap_servers=f"127.0.0.1:{_dead_port()}"
-    )
-    unreachable.start()
+    unreachable = _relay(database_url, f"127.0.0.1:{_dead_port()}")
     try:
         async with conn.transaction():
             await enqueue(conn, topic, _event("261122003"))
@@ -84,10 +86,7 @@ async def test_events_wait_while_kafka_is_down_and_go_out_once_it_is_back(
     finally:
         await unreachable.stop()
 
-    relay = OutboxRelay(
-        dsn=database_url, schema=SCHEMA, bootstrap_servers=infra.kafka_bootstrap_servers
-    )
-    relay.start()
+    relay = _relay(database_url, infra.kafka_bootstrap_servers)
     try:
         records = await read_records(infra.kafka_bootstrap_servers, topic, expected=1)
         assert len(records) == 1
@@ -101,17 +100,7 @@ async def test_only_one_relay_per_schema_publishes(
 ) -> None:
     topic = await new_topic(infra.kafka_bootstrap_servers)
     conn = await _prepare(database_url, tmp_path)
-    relays = [
-        OutboxRelay(
-            dsn=database_url,
-            schema=SCHEMA,
-            bootstrap_servers=infra.kafka_bootstrap_servers,
-            poll_interval=0.05,
-        )
-        for _ in range(3)
-    ]
-    for relay in relays:
-        relay.start()
+    relays = [_relay(database_url, infra.kafka_bootstrap_servers, 0.05) for _ in range(3)]
     try:
         for index in range(30):
             async with conn.transaction():
