@@ -63,8 +63,8 @@ def _local() -> Iterator[Infra]:
 
 @contextmanager
 def _testcontainers() -> Iterator[Infra]:
-    from testcontainers.kafka import KafkaContainer
-    from testcontainers.postgres import PostgresContainer
+    from testcontainers.community.kafka import KafkaContainer
+    from testcontainers.community.postgres import PostgresContainer
 
     with (
         KafkaContainer().with_kraft() as kafka,
