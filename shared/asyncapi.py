@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from shared.contracts import EVENTS_BY_PRODUCER, Event
+from shared.contracts import MESSAGES_BY_TOPIC_ROLE
 from shared.topics import Topic
 
 HEADERS_SCHEMA: dict[str, Any] = {
@@ -28,13 +29,22 @@ def _channel_id(topic: Topic) -> str:
     return topic.name.replace(".", "_")
 
 
+def message_name(model: type[BaseModel]) -> str:
+    name: str = getattr(model, "EVENT_TYPE", model.__name__)
+    return name
+
+
 def service_document(
-    service: str, description: str, *, publishes: Topic | None, subscribes: tuple[Topic, ...]
+    service: str,
+    description: str,
+    *,
+    publishes: tuple[Topic, ...],
+    subscribes: tuple[Topic, ...],
 ) -> dict[str, Any]:
-    topics = ([publishes] if publishes else []) + list(subscribes)
+    topics = list(publishes) + list(subscribes)
     events = sorted(
-        {event for topic in topics for event in EVENTS_BY_PRODUCER[topic.producer]},
-        key=lambda event: event.EVENT_TYPE,
+        {model for topic in topics for model in MESSAGES_BY_TOPIC_ROLE[topic.role]},
+        key=message_name,
     )
     _, schemas = models_json_schema(
         [(event, "serialization") for event in events],
@@ -44,35 +54,33 @@ def service_document(
     operations: dict[str, Any] = {}
     for topic in topics:
         channel = _channel_id(topic)
-        channel_events: tuple[type[Event], ...] = EVENTS_BY_PRODUCER[topic.producer]
+        channel_events = MESSAGES_BY_TOPIC_ROLE[topic.role]
         channels[channel] = {
             "address": topic.name,
             "description": f"{topic.description} {topic.partitions} partitions, keyed by "
-            f"complaint number; undecodable messages go to {topic.dead_letter}.",
+            f"{topic.key}; messages that cannot be processed go to {topic.dead_letter}.",
             "messages": {
-                e.EVENT_TYPE: {"$ref": f"#/components/messages/{e.EVENT_TYPE}"}
-                for e in channel_events
+                message_name(m): {"$ref": f"#/components/messages/{message_name(m)}"}
+                for m in channel_events
             },
         }
-        action = "send" if topic is publishes else "receive"
+        action = "send" if topic in publishes else "receive"
         operations[f"{action}_{channel}"] = {
             "action": action,
             "channel": {"$ref": f"#/channels/{channel}"},
             "messages": [
-                {"$ref": f"#/channels/{channel}/messages/{e.EVENT_TYPE}"} for e in channel_events
+                {"$ref": f"#/channels/{channel}/messages/{message_name(m)}"} for m in channel_events
             ],
         }
     messages = {
-        event.EVENT_TYPE: {
-            "name": event.EVENT_TYPE,
-            "title": event.EVENT_TYPE,
-            "summary": (event.__doc__ or event.EVENT_TYPE).strip().splitlines()[0],
+        message_name(event): {
+            "name": message_name(event),
+            "title": message_name(event),
+            "summary": (event.__doc__ or message_name(event)).strip().splitlines()[0],
             "contentType": "application/json",
             "headers": HEADERS_SCHEMA,
             "payload": {"$ref": f"#/components/schemas/{event.__name__}"},
-            "bindings": {
-                "kafka": {"key": {"type": "string", "description": "The complaint number."}}
-            },
+            "bindings": {"kafka": {"key": {"type": "string", "description": "See the channel."}}},
         }
         for event in events
     }

@@ -4,7 +4,8 @@ Offsets are committed only after a message is handled (FastStream's
 ``NACK_ON_ERROR``: on an exception the consumer seeks back and the message is
 delivered again). What is raised decides the fate of a message:
 
-- bytes that are not a valid event go to the dead-letter topic at once;
+- bytes that are not a valid message, and messages a handler rejects
+  (``RejectedMessageError``), go to the dead-letter topic at once;
 - the database or broker being unreachable is retried without limit, with
   backoff, because the message is fine and nothing may be lost;
 - any other error is retried a few times in place, then dead-lettered, so one
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
@@ -26,7 +27,7 @@ from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
 from faststream.message import StreamMessage
 
-from shared.contracts import Event, UndecodableEventError, decode_event
+from shared.contracts import Event, RejectedMessageError, decode_event
 from shared.db import is_connection_error
 from shared.topics import DEAD_LETTER_SUFFIX, Topic
 
@@ -35,6 +36,8 @@ log = structlog.get_logger(__name__)
 EventHandler = Callable[[Event], Awaitable[None]]
 
 POISON_ATTEMPTS = 3
+
+MessageT = TypeVar("MessageT")
 
 
 def _is_transient(exc: BaseException) -> bool:
@@ -72,35 +75,39 @@ def _raw_body(msg: StreamMessage[Any]) -> bytes:
     return body
 
 
-def subscribe_events(
+def subscribe(
     broker: KafkaBroker,
     topics: Sequence[Topic],
     *,
     group_id: str,
-    handle: EventHandler,
+    decode: Callable[[bytes], MessageT | None],
+    handle: Callable[[MessageT], Awaitable[None]],
+    log_context: Callable[[MessageT], dict[str, str]],
     retry_delay: float = 0.5,
 ) -> None:
-    """Feed every event on ``topics`` to ``handle``, once it is safely decodable.
+    """Feed every message on ``topics`` that ``decode`` accepts to ``handle``.
 
-    One consumer in ``group_id`` reads all the topics, so a service joins its group once.
+    ``decode`` returns None for a message that is not this service's business, and
+    raises ``RejectedMessageError`` (as may ``handle``) for one that never will be
+    processable. One consumer in ``group_id`` reads all the topics, so a service joins
+    its group once.
     """
 
     async def on_message(body: bytes, msg: KafkaMessage) -> None:
         try:
-            event = decode_event(body)
-        except UndecodableEventError as exc:
+            message = decode(body)
+        except RejectedMessageError as exc:
             await _dead_letter(broker, group_id, msg, str(exc))
             return
-        if event is None:
-            return  # a type this service does not know yet: not ours to handle
-        with structlog.contextvars.bound_contextvars(
-            complaint_no=event.complaint_no,
-            correlation_id=event.correlation_id,
-            event_type=event.event_type,
-        ):
+        if message is None:
+            return
+        with structlog.contextvars.bound_contextvars(**log_context(message)):
             for attempt in range(1, POISON_ATTEMPTS + 1):
                 try:
-                    await handle(event)
+                    await handle(message)
+                    return
+                except RejectedMessageError as exc:
+                    await _dead_letter(broker, group_id, msg, str(exc))
                     return
                 except Exception as exc:
                     if _is_transient(exc):
@@ -121,3 +128,31 @@ def subscribe_events(
         ack_policy=AckPolicy.NACK_ON_ERROR,
         title=f"{group_id}:" + ",".join(topic.name for topic in topics),
     )(on_message)
+
+
+def _event_context(event: Event) -> dict[str, str]:
+    return {
+        "complaint_no": event.complaint_no,
+        "correlation_id": event.correlation_id,
+        "event_type": event.event_type,
+    }
+
+
+def subscribe_events(
+    broker: KafkaBroker,
+    topics: Sequence[Topic],
+    *,
+    group_id: str,
+    handle: EventHandler,
+    retry_delay: float = 0.5,
+) -> None:
+    """Feed every platform event on ``topics`` to ``handle``; unknown event types are skipped."""
+    subscribe(
+        broker,
+        topics,
+        group_id=group_id,
+        decode=decode_event,
+        handle=handle,
+        log_context=_event_context,
+        retry_delay=retry_delay,
+    )

@@ -7,6 +7,7 @@ import structlog
 import uvicorn
 from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.db import is_connection_error
 
@@ -30,6 +31,65 @@ def answer_503_when_database_down(app: FastAPI, message: str) -> None:
         app.add_exception_handler(error_type, database_unavailable)
 
 
-def serve(app: FastAPI, host: str, port: int) -> None:
-    """Run ``app`` until SIGTERM or Ctrl-C; logging stays as ``configure_logging`` set it."""
-    uvicorn.run(app, host=host, port=port, log_config=None, timeout_graceful_shutdown=10)
+def serve(factory: str, host: str, port: int, workers: int = 1) -> None:
+    """Run the app that ``factory`` ("module:function") builds, until SIGTERM or Ctrl-C.
+
+    With several workers, each is a process of its own sharing the port: a full instance
+    with its own pool, relay and consumers. Logging stays as ``configure_logging`` set it.
+    """
+    uvicorn.run(
+        factory,
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_config=None,
+        timeout_graceful_shutdown=10,
+    )
+
+
+class BodySizeLimit:
+    """Answers 413 to any request body over ``max_bytes``, declared or streamed, unread."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self._app = app
+        self._max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self._max_bytes:
+            await self._too_large(send)
+            return
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self._max_bytes:
+                    raise _BodyTooLargeError
+            return message
+
+        try:
+            await self._app(scope, limited_receive, send)
+        except _BodyTooLargeError:
+            await self._too_large(send)
+
+    async def _too_large(self, send: Send) -> None:
+        response = JSONResponse(
+            status_code=status.HTTP_413_CONTENT_TOO_LARGE,
+            content={"detail": f"request body over {self._max_bytes} bytes"},
+        )
+        await response({"type": "http"}, _no_receive, send)
+
+
+class _BodyTooLargeError(Exception):
+    pass
+
+
+async def _no_receive() -> Message:
+    return {"type": "http.disconnect"}

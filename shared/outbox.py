@@ -13,28 +13,47 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import uuid
 import zlib
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 import structlog
 from aiokafka import AIOKafkaProducer
 
-from shared.contracts import Event, encode_event
 from shared.db import DbConnection
 
 log = structlog.get_logger(__name__)
 
 
-async def enqueue(conn: DbConnection, topic: str, event: Event) -> None:
-    """Add ``event`` to the outbox of the schema on ``conn``'s search path."""
+class Publishable(Protocol):
+    """An event or other message the outbox can carry."""
+
+    @property
+    def event_id(self) -> uuid.UUID: ...
+
+    @property
+    def key(self) -> bytes: ...
+
+    def headers(self) -> dict[str, str]: ...
+
+    def model_dump_json(self) -> str: ...
+
+
+async def enqueue(conn: DbConnection, topic: str, message: Publishable) -> None:
+    """Add ``message`` to the outbox of the schema on ``conn``'s search path.
+
+    A message whose id is already there is not added again, so deterministic ids make
+    enqueueing idempotent.
+    """
     await conn.execute(
-        "INSERT INTO outbox (event_id, topic, key, payload, headers) VALUES ($1, $2, $3, $4, $5)",
-        event.event_id,
+        """INSERT INTO outbox (event_id, topic, key, payload, headers)
+           VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO NOTHING""",
+        message.event_id,
         topic,
-        event.key,
-        encode_event(event),
-        json.dumps(event.headers()),
+        message.key,
+        message.model_dump_json().encode(),
+        json.dumps(message.headers()),
     )
 
 

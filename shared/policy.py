@@ -130,6 +130,12 @@ class PolicyPack(_Model):
     def department(self, code: str) -> Department:
         return next(d for d in self.departments if d.code == code)
 
+    def has_department(self, code: str) -> bool:
+        return any(d.code == code for d in self.departments)
+
+    def has_member(self, staff_id: str) -> bool:
+        return any(s.id == staff_id for s in self.staff)
+
     def member(self, staff_id: str) -> Staff:
         return next(s for s in self.staff if s.id == staff_id)
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import asyncpg
 import structlog
+from aiokafka.errors import KafkaError
+from faststream.kafka import KafkaBroker
 
 from shared.db import apply_migrations, create_pool, is_connection_error
 from shared.outbox import OutboxRelay
@@ -58,3 +61,35 @@ async def service_database(
         if relay is not None:
             await relay.stop()
         await pool.close()
+
+
+async def start_when_reachable(broker: KafkaBroker, *, max_backoff: float = 5.0) -> None:
+    """Start the broker's consumers, retrying while Kafka is unreachable.
+
+    Run it as a task so that a service with an HTTP side keeps answering (and intake
+    keeps accepting into its outbox) while the broker is down.
+    """
+    backoff = 0.5
+    while True:
+        try:
+            await broker.start()
+            return
+        except (KafkaError, OSError) as exc:
+            log.warning("kafka not reachable yet", error=repr(exc), retry_in=backoff)
+            with contextlib.suppress(Exception):
+                await broker.stop()
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, max_backoff)
+
+
+@asynccontextmanager
+async def consuming(broker: KafkaBroker) -> AsyncIterator[None]:
+    """Consumers running in the background for the duration of the block."""
+    starting = asyncio.create_task(start_when_reachable(broker))
+    try:
+        yield
+    finally:
+        starting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await starting
+        await broker.stop()

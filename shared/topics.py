@@ -23,6 +23,12 @@ class Topic:
     partitions: int
     producer: str
     description: str
+    key: str = "the complaint number"
+
+    @property
+    def role(self) -> str:
+        """The topic's name without its namespace: what it carries."""
+        return self.name.split(".", 1)[1]
 
     @property
     def dead_letter(self) -> str:
@@ -31,7 +37,20 @@ class Topic:
 
 def event_topics(namespace: str) -> tuple[Topic, ...]:
     return (
-        Topic(f"{namespace}.submitted", 6, "branch systems", "Raw submissions from branches."),
+        Topic(
+            f"{namespace}.submitted",
+            6,
+            "branch systems",
+            "Complaints submitted by branch systems.",
+            key="the branch id",
+        ),
+        Topic(
+            f"{namespace}.submission-outcomes",
+            6,
+            "intake",
+            "The outcome of each Kafka submission.",
+            key="the branch id",
+        ),
         Topic(f"{namespace}.intake", 6, "intake", "Case life-cycle events from intake."),
         Topic(f"{namespace}.routing", 6, "routing", "Assignments of department and person."),
         Topic(f"{namespace}.sla", 6, "sla", "Deadline clocks, warnings, breaches, escalations."),
@@ -40,7 +59,7 @@ def event_topics(namespace: str) -> tuple[Topic, ...]:
 
 
 EVENT_TOPICS = event_topics(NAMESPACE)
-SUBMITTED, INTAKE, ROUTING, SLA, NOTIFY = EVENT_TOPICS
+SUBMITTED, SUBMISSION_OUTCOMES, INTAKE, ROUTING, SLA, NOTIFY = EVENT_TOPICS
 
 
 def all_topic_partitions(namespace: str = NAMESPACE) -> dict[str, int]:

@@ -18,7 +18,7 @@ from shared.topics import Topic, event_topics
 SERVICES = ("intake", "routing", "sla", "notify", "reporting")
 OUTPUT = Path(__file__).resolve().parent
 # Documents name the default namespace whatever COMPLAINTS_TOPIC_NAMESPACE is set to here.
-CANONICAL = {topic.producer: topic for topic in event_topics("complaints")}
+CANONICAL = {topic.role: topic for topic in event_topics("complaints")}
 
 
 class _PlainDumper(yaml.SafeDumper):
@@ -29,18 +29,17 @@ class _PlainDumper(yaml.SafeDumper):
 
 
 def _canonical(topic: Topic) -> Topic:
-    return CANONICAL[topic.producer]
+    return CANONICAL[topic.role]
 
 
 def documents() -> dict[str, str]:
     rendered: dict[str, str] = {}
     for service in SERVICES:
         module = importlib.import_module(f"services.{service}.app")
-        publishes = module.PUBLISHES_TO
         document: dict[str, Any] = service_document(
             service,
             (module.__doc__ or service).strip().splitlines()[0],
-            publishes=_canonical(publishes) if publishes else None,
+            publishes=tuple(_canonical(topic) for topic in module.PUBLISHES),
             subscribes=tuple(_canonical(topic) for topic in module.SUBSCRIBES_TO),
         )
         rendered[f"{service}.yaml"] = yaml.dump(

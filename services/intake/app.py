@@ -1,128 +1,287 @@
-"""Intake's composition root: the HTTP API, its database and its outbox relay."""
+"""Intake: every branch's front door, complaint numbering and the case life cycle.
+
+HTTP for branches and staff; the ``…submitted`` topic for branch systems that
+prefer Kafka; routing's assignments move cases to ``assigned``.
+"""
 
 from __future__ import annotations
 
+import inspect
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
-import asyncpg
 import structlog
-from fastapi import FastAPI, Header, HTTPException, Request, status
+from fastapi import Body, FastAPI, Header, HTTPException, Request, status
+from fastapi import Path as PathParam
+from fastapi.responses import JSONResponse
 
-from services.intake import store
-from services.intake.api import ComplaintAccepted, Problem, SubmitComplaint
-from services.intake.numbering import complaint_number, receipt_date
+from services.intake.api import (
+    SUBMISSION_EXAMPLE,
+    Acknowledge,
+    ActionApplied,
+    ActionRefused,
+    AddNote,
+    AnswerOnSpot,
+    CaseView,
+    Close,
+    CommunicateDecision,
+    ComplaintAccepted,
+    Escalate,
+    Feedback,
+    Hold,
+    MarkNotUpheld,
+    Problem,
+    RecordCompensation,
+    RecordReturnVisit,
+    Reopen,
+    Resolve,
+    Resume,
+    StartInvestigation,
+    _Action,
+)
+from services.intake.cases import (
+    ActionResult,
+    CaseNotFoundError,
+    Intake,
+    InvalidReferenceError,
+    SubmissionConflictError,
+    SubmissionRefusedError,
+)
+from services.intake.kafka_submissions import subscribe_submissions
+from services.intake.lifecycle import Action, ActionNotAllowedError, CaseState, allowed_actions
 from services.intake.settings import IntakeSettings
-from shared.contracts import ComplaintReceived
-from shared.http import answer_503_when_database_down
+from shared.consumer import subscribe_events
+from shared.consumer_app import new_broker
+from shared.contracts import ComplaintAssigned, Event
+from shared.contracts.intake import CaseStatus
+from shared.contracts.submissions import SubmitComplaint
+from shared.http import BodySizeLimit, answer_503_when_database_down
 from shared.logging import configure_logging
-from shared.outbox import enqueue
-from shared.policy import PackRegistry, load_packs
-from shared.runtime import service_database
-from shared.topics import INTAKE, Topic
+from shared.policy import load_packs
+from shared.runtime import consuming, service_database
+from shared.topics import INTAKE, ROUTING, SUBMISSION_OUTCOMES, SUBMITTED
 
 SCHEMA = "intake"
 MIGRATIONS = Path(__file__).parent / "migrations"
-PUBLISHES_TO = INTAKE
-SUBSCRIBES_TO: tuple[Topic, ...] = ()
+PUBLISHES = (INTAKE, SUBMISSION_OUTCOMES)
+SUBSCRIBES_TO = (SUBMITTED, ROUTING)
+MAX_BODY_BYTES = 64 * 1024
 
 log = structlog.get_logger("intake")
 
+ComplaintNo = Annotated[str, PathParam(pattern=r"^\d{9,}$", examples=["261122001"])]
+CorrelationId = Annotated[str | None, Header(max_length=100)]
+_KEYWORD = inspect.Parameter.KEYWORD_ONLY
 
-def _unprocessable(field: str, message: str) -> HTTPException:
-    return HTTPException(
-        status.HTTP_422_UNPROCESSABLE_CONTENT,
-        detail=[{"loc": ["body", field], "msg": message, "type": "value_error"}],
-    )
+
+class _Holder:
+    intake: Intake | None = None
+
+    def get(self) -> Intake:
+        if self.intake is None:
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "intake is starting")
+        return self.intake
 
 
 def build_app(settings: IntakeSettings) -> FastAPI:
     configure_logging("intake", settings.log_level)
-    packs: PackRegistry = load_packs(settings.policy_packs_dir)
+    packs = load_packs(settings.policy_packs_dir)
+    holder = _Holder()
+    broker = new_broker(settings, "intake")
+    subscribe_submissions(broker, SUBMITTED, holder.get)
+
+    async def on_routing_event(event: Event) -> None:
+        if isinstance(event, ComplaintAssigned):
+            await holder.get().record_assignment(event)
+
+    subscribe_events(broker, [ROUTING], group_id="intake", handle=on_routing_event)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with service_database(settings, SCHEMA, MIGRATIONS, with_relay=True) as pool:
-            app.state.pool = pool
-            yield
+            holder.intake = Intake(pool, packs, settings.feedback_secret.get_secret_value())
+            async with consuming(broker):
+                yield
+            holder.intake = None
 
     app = FastAPI(
         title="Complaint intake",
         version="1",
-        description="Branches submit complaints here; each gets a number and a case.",
+        description="Branches submit complaints here; staff and customers act on cases.",
         lifespan=lifespan,
     )
-
+    app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
     answer_503_when_database_down(
         app, "The complaint database is unavailable; nothing was recorded. Retry shortly."
     )
+
+    @app.exception_handler(SubmissionRefusedError)
+    async def refused(_request: Request, exc: SubmissionRefusedError) -> JSONResponse:
+        return JSONResponse(status_code=422, content={"detail": exc.errors})
+
+    @app.exception_handler(SubmissionConflictError)
+    async def conflict(_request: Request, exc: SubmissionConflictError) -> JSONResponse:
+        return JSONResponse(status_code=409, content={"detail": str(exc)})
+
+    @app.exception_handler(CaseNotFoundError)
+    async def not_found(_request: Request, exc: CaseNotFoundError) -> JSONResponse:
+        return JSONResponse(status_code=404, content={"detail": f"no complaint {exc}"})
+
+    @app.exception_handler(InvalidReferenceError)
+    async def invalid_reference(_request: Request, exc: InvalidReferenceError) -> JSONResponse:
+        error = {"loc": ["body", exc.field], "msg": str(exc), "type": "value_error"}
+        return JSONResponse(status_code=422, content={"detail": [error]})
+
+    @app.exception_handler(ActionNotAllowedError)
+    async def out_of_turn(_request: Request, exc: ActionNotAllowedError) -> JSONResponse:
+        body = ActionRefused(detail=str(exc), status=exc.status, allowed_actions=exc.allowed)
+        return JSONResponse(status_code=409, content=body.model_dump(mode="json"))
 
     @app.post(
         "/v1/complaints",
         status_code=status.HTTP_201_CREATED,
         response_model=ComplaintAccepted,
-        responses={503: {"model": Problem, "description": "Database unavailable; retry."}},
+        responses={
+            409: {"model": Problem, "description": "Idempotency key reused with another body."},
+            413: {"model": Problem, "description": "Body over 64 KB."},
+            503: {"model": Problem, "description": "Database unavailable; retry."},
+        },
     )
     async def submit_complaint(
-        submission: SubmitComplaint,
-        request: Request,
-        x_correlation_id: Annotated[str | None, Header(max_length=100)] = None,
-    ) -> ComplaintAccepted:
-        found = packs.for_branch(submission.branch_id)
-        if found is None:
-            raise _unprocessable(
-                "branch_id",
-                f"unknown branch {submission.branch_id!r}; known branches: "
-                + ", ".join(packs.branch_ids()),
-            )
-        pack, branch = found
-        if pack.category(submission.category) is None:
-            raise _unprocessable(
-                "category",
-                f"category {submission.category!r} is not defined for branch {branch.id}; "
-                "allowed: " + ", ".join(c.code for c in pack.categories),
-            )
-        received_at = datetime.now(UTC)
-        day = receipt_date(received_at, branch.timezone)
-        correlation_id = x_correlation_id or str(uuid.uuid4())
-        pool: asyncpg.Pool = request.app.state.pool
-        async with pool.acquire() as conn, conn.transaction():
-            ordinal = await store.next_ordinal(conn, day.year)
-            event = ComplaintReceived(
-                complaint_no=complaint_number(day, ordinal),
-                branch_id=branch.id,
-                correlation_id=correlation_id,
-                producer="intake",
-                received_at=received_at,
-                pack=pack.pack,
-                pack_version=pack.version,
-                channel=submission.channel,
-                customer=submission.customer,
-                description=submission.description,
-                customer_request=submission.customer_request,
-                category=submission.category,
-                severity=submission.severity,
-                region=submission.region,
-                first_contact_staff=submission.first_contact_staff,
-            )
-            await store.insert_complaint(conn, event, year=day.year, ordinal=ordinal)
-            await enqueue(conn, PUBLISHES_TO.name, event)
-        log.info(
-            "complaint received",
-            complaint_no=event.complaint_no,
-            correlation_id=correlation_id,
-            branch_id=branch.id,
-            category=event.category,
+        submission: Annotated[SubmitComplaint, Body(examples=[SUBMISSION_EXAMPLE])],
+        x_correlation_id: CorrelationId = None,
+        idempotency_key: Annotated[str | None, Header(max_length=100)] = None,
+    ) -> JSONResponse:
+        """Record a complaint and give it its number.
+
+        Send an `Idempotency-Key` (or `submission_id`) to make retries safe: the same key
+        returns the same complaint (with `Idempotent-Replayed: true`), the same key with a
+        different body is refused with 409.
+        """
+        accepted = await holder.get().accept(
+            submission,
+            correlation_id=x_correlation_id or str(uuid.uuid4()),
+            submission_key=idempotency_key or submission.submission_id,
         )
-        return ComplaintAccepted(
-            complaint_no=event.complaint_no,
-            status="received",
-            received_at=received_at,
-            correlation_id=correlation_id,
+        body = ComplaintAccepted(
+            complaint_no=accepted.complaint_no,
+            status=CaseStatus.RECEIVED,
+            received_at=accepted.received_at,
+            correlation_id=accepted.correlation_id,
+        )
+        return JSONResponse(
+            status_code=status.HTTP_201_CREATED,
+            content=body.model_dump(mode="json"),
+            headers={"Idempotent-Replayed": "true"} if accepted.duplicate else {},
         )
 
+    @app.get(
+        "/v1/complaints/{complaint_no}",
+        response_model=CaseView,
+        responses={404: {"model": Problem}},
+    )
+    async def get_complaint(complaint_no: ComplaintNo) -> CaseView:
+        view = await holder.get().view(complaint_no)
+        held_from = CaseStatus(view["held_from"]) if view["held_from"] else None
+        state = CaseState(CaseStatus(view["status"]), held_from, view["round"])
+        return CaseView.model_validate({**view, "allowed_actions": allowed_actions(state)})
+
+    def _applied(result: ActionResult) -> ActionApplied:
+        state = CaseState(result.status, result.held_from, result.round)
+        return ActionApplied(
+            complaint_no=result.complaint_no,
+            status=result.status,
+            round=result.round,
+            sequence=result.sequence,
+            events=result.events,
+            allowed_actions=allowed_actions(state),
+        )
+
+    def staff_action(path: str, action: Action, model: type[_Action], summary: str) -> None:
+        async def endpoint(
+            complaint_no: str, body: _Action, x_correlation_id: str | None = None
+        ) -> ActionApplied:
+            fields: dict[str, Any] = body.model_dump(mode="json", exclude={"actor"})
+            result = await holder.get().act(
+                complaint_no,
+                action,
+                actor=body.actor,
+                payload=fields,
+                correlation_id=x_correlation_id,
+                satisfied=fields.get("satisfied"),
+            )
+            return _applied(result)
+
+        # FastAPI reads the body's type from the signature: give each route its own model.
+        endpoint.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+            [
+                inspect.Parameter("complaint_no", _KEYWORD, annotation=ComplaintNo),
+                inspect.Parameter("body", _KEYWORD, annotation=model),
+                inspect.Parameter(
+                    "x_correlation_id", _KEYWORD, annotation=CorrelationId, default=None
+                ),
+            ],
+            return_annotation=ActionApplied,
+        )
+        app.post(
+            f"/v1/complaints/{{complaint_no}}/{path}",
+            response_model=ActionApplied,
+            summary=summary,
+            responses={404: {"model": Problem}, 409: {"model": ActionRefused}},
+        )(endpoint)
+
+    _register: list[tuple[str, Action, type[_Action], str]] = [
+        ("acknowledge", Action.ACKNOWLEDGE, Acknowledge, "Acknowledge receipt"),
+        ("investigation", Action.START_INVESTIGATION, StartInvestigation, "Start investigating"),
+        ("notes", Action.ADD_NOTE, AddNote, "Add a note"),
+        ("escalation", Action.ESCALATE, Escalate, "Escalate"),
+        ("hold", Action.HOLD, Hold, "Put on hold (pauses the clocks)"),
+        ("resume", Action.RESUME, Resume, "Resume after a hold"),
+        ("decision", Action.COMMUNICATE_DECISION, CommunicateDecision, "Communicate the decision"),
+        ("answer-on-spot", Action.ANSWER_ON_SPOT, AnswerOnSpot, "Answer on the spot (抱怨类)"),
+        ("not-upheld", Action.MARK_NOT_UPHELD, MarkNotUpheld, "Mark not upheld and answer"),
+        ("resolution", Action.RESOLVE, Resolve, "Resolve"),
+        ("return-visits", Action.RECORD_RETURN_VISIT, RecordReturnVisit, "Record a return visit"),
+        ("compensation", Action.RECORD_COMPENSATION, RecordCompensation, "Record compensation"),
+        ("close", Action.CLOSE, Close, "Close"),
+        ("reopen", Action.REOPEN, Reopen, "Reopen: the customer is not satisfied"),
+    ]
+    for path, action, model, summary in _register:
+        staff_action(path, action, model, summary)
+
+    @app.post(
+        "/v1/complaints/{complaint_no}/feedback",
+        response_model=ActionApplied,
+        responses={403: {"model": Problem}, 404: {"model": Problem}, 409: {"model": ActionRefused}},
+    )
+    async def give_feedback(complaint_no: ComplaintNo, feedback: Feedback) -> ActionApplied:
+        """The customer's rating; the satisfaction-survey link calls this. An unsatisfied
+        answer (any score of 2 or less) reopens the case."""
+        intake = holder.get()
+        if not intake.check_feedback_token(complaint_no, feedback.token):
+            raise HTTPException(status.HTTP_403_FORBIDDEN, "the survey link is not valid")
+        result = await intake.act(
+            complaint_no,
+            Action.RECORD_FEEDBACK,
+            actor="customer",
+            payload={
+                "quality": feedback.quality,
+                "attitude": feedback.attitude,
+                "speed": feedback.speed,
+                "comment": feedback.comment,
+                "satisfied": feedback.satisfied,
+            },
+            satisfied=feedback.satisfied,
+            staff_only=False,
+        )
+        return _applied(result)
+
     return app
+
+
+def create_app() -> FastAPI:
+    """For uvicorn's workers: each worker process builds its own app from the environment."""
+    return build_app(IntakeSettings())

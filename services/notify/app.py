@@ -35,7 +35,7 @@ from shared.topics import INTAKE, NOTIFY
 
 SCHEMA = "notify"
 MIGRATIONS = Path(__file__).parent / "migrations"
-PUBLISHES_TO = NOTIFY
+PUBLISHES = (NOTIFY,)
 SUBSCRIBES_TO = (INTAKE,)
 ACKNOWLEDGEMENT = "acknowledgement"
 
@@ -120,7 +120,7 @@ def build_app(settings: NotifySettings, sender: EmailSender | None = None) -> Fa
                     event, producer="notify", **about, reason=error, attempts=attempts
                 )
             await store.record_outcome(conn, notification_id, attempts=attempts, error=error)
-            await enqueue(conn, PUBLISHES_TO.name, outcome)
+            await enqueue(conn, NOTIFY.name, outcome)
         log.info("acknowledgement " + ("sent" if error is None else "failed"), attempts=attempts)
 
     subscribe_events(broker, SUBSCRIBES_TO, group_id="notify", handle=on_intake_event)

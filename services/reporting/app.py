@@ -21,12 +21,12 @@ from shared.consumer_app import PoolHolder, new_broker
 from shared.contracts import Event
 from shared.http import answer_503_when_database_down
 from shared.logging import configure_logging
-from shared.runtime import service_database
-from shared.topics import INTAKE, NOTIFY, ROUTING, SLA
+from shared.runtime import consuming, service_database
+from shared.topics import INTAKE, NOTIFY, ROUTING, SLA, Topic
 
 SCHEMA = "reporting"
 MIGRATIONS = Path(__file__).parent / "migrations"
-PUBLISHES_TO = None
+PUBLISHES: tuple[Topic, ...] = ()
 SUBSCRIBES_TO = (INTAKE, ROUTING, SLA, NOTIFY)
 
 log = structlog.get_logger("reporting")
@@ -50,11 +50,8 @@ def build_app(settings: ReportingSettings) -> FastAPI:
         async with service_database(settings, SCHEMA, MIGRATIONS, with_relay=False) as pool:
             holder.attach(pool)
             app.state.pool = pool
-            await broker.start()
-            try:
+            async with consuming(broker):
                 yield
-            finally:
-                await broker.stop()
 
     app = FastAPI(
         title="Complaint reporting",
@@ -90,3 +87,7 @@ def build_app(settings: ReportingSettings) -> FastAPI:
         return case
 
     return app
+
+
+def create_app() -> FastAPI:
+    return build_app(ReportingSettings())

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from shared.contracts import (
+    CaseEvent,
     ClockStarted,
     ComplaintAssigned,
     ComplaintReceived,
@@ -16,9 +17,6 @@ from shared.contracts import (
 from shared.db import DbConnection
 from shared.inbox import first_delivery
 from shared.redact import mask_email, mask_phone
-
-# A case's status only moves forward, whatever order the topics deliver in.
-STATUS_RANK = {"received": 1, "assigned": 2}
 
 _ENVELOPE_FIELDS = set(Event.model_fields)
 
@@ -50,6 +48,8 @@ async def apply_event(conn: DbConnection, event: Event) -> bool:
         event.occurred_at,
         json.dumps(timeline_details(event), ensure_ascii=False),
     )
+    if isinstance(event, CaseEvent):
+        await _case_event(conn, event)
     if isinstance(event, ComplaintReceived):
         await _received(conn, event)
     elif isinstance(event, ComplaintAssigned):
@@ -61,23 +61,30 @@ async def apply_event(conn: DbConnection, event: Event) -> bool:
     return True
 
 
-async def _advance_status(conn: DbConnection, event: Event, status: str) -> None:
+async def _ensure_case(conn: DbConnection, event: Event) -> None:
+    # Routing's or sla's events may arrive before intake's: the row starts without status.
     await conn.execute(
-        """INSERT INTO cases (complaint_no, branch_id, status, status_rank)
-           VALUES ($1, $2, $3, $4)
-           ON CONFLICT (complaint_no) DO UPDATE SET
-               status = CASE WHEN cases.status_rank < $4 THEN $3 ELSE cases.status END,
-               status_rank = GREATEST(cases.status_rank, $4),
-               updated_at = now()""",
+        """INSERT INTO cases (complaint_no, branch_id, status) VALUES ($1, $2, 'unknown')
+           ON CONFLICT (complaint_no) DO NOTHING""",
         event.complaint_no,
         event.branch_id,
-        status,
-        STATUS_RANK[status],
+    )
+
+
+async def _case_event(conn: DbConnection, event: CaseEvent) -> None:
+    """Intake's events carry the case's status; the latest by sequence wins."""
+    await _ensure_case(conn, event)
+    await conn.execute(
+        """UPDATE cases SET status = $2, round = $3, intake_sequence = $4, updated_at = now()
+           WHERE complaint_no = $1 AND intake_sequence < $4""",
+        event.complaint_no,
+        event.status.value,
+        event.round,
+        event.sequence,
     )
 
 
 async def _received(conn: DbConnection, event: ComplaintReceived) -> None:
-    await _advance_status(conn, event, "received")
     await conn.execute(
         """UPDATE cases SET pack = $2, category = $3, channel = $4, severity = $5, region = $6,
                customer_type = $7, first_contact_staff = $8, received_at = $9
@@ -95,7 +102,7 @@ async def _received(conn: DbConnection, event: ComplaintReceived) -> None:
 
 
 async def _assigned(conn: DbConnection, event: ComplaintAssigned) -> None:
-    await _advance_status(conn, event, "assigned")
+    await _ensure_case(conn, event)
     await conn.execute(
         """UPDATE cases SET department = $2, assignee_id = $3, assignee_name = $4, assigned_at = $5
            WHERE complaint_no = $1 AND (assigned_at IS NULL OR assigned_at <= $5)""",

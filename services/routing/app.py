@@ -22,7 +22,7 @@ from shared.topics import INTAKE, ROUTING
 
 SCHEMA = "routing"
 MIGRATIONS = Path(__file__).parent / "migrations"
-PUBLISHES_TO = ROUTING
+PUBLISHES = (ROUTING,)
 SUBSCRIBES_TO = (INTAKE,)
 
 log = structlog.get_logger("routing")
@@ -52,7 +52,7 @@ def build_app(settings: ServiceSettings) -> FastStream:
             if not await first_delivery(conn, event):
                 return
             await store.record_assignment(conn, event, decision, pack)
-            await enqueue(conn, PUBLISHES_TO.name, assigned)
+            await enqueue(conn, ROUTING.name, assigned)
         log.info("complaint assigned", department=decision.department, rule=decision.rule)
 
     subscribe_events(broker, SUBSCRIBES_TO, group_id="routing", handle=on_intake_event)

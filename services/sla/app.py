@@ -21,7 +21,7 @@ from shared.topics import INTAKE, SLA
 
 SCHEMA = "sla"
 MIGRATIONS = Path(__file__).parent / "migrations"
-PUBLISHES_TO = SLA
+PUBLISHES = (SLA,)
 SUBSCRIBES_TO = (INTAKE,)
 
 log = structlog.get_logger("sla")
@@ -62,7 +62,7 @@ def build_app(settings: ServiceSettings) -> FastStream:
                     pack=pack.pack,
                     pack_version=pack.version,
                 )
-                await enqueue(conn, PUBLISHES_TO.name, started)
+                await enqueue(conn, SLA.name, started)
         log.info("clocks started", clocks=[c.name for c in clocks])
 
     subscribe_events(broker, SUBSCRIBES_TO, group_id="sla", handle=on_intake_event)

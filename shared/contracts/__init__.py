@@ -3,28 +3,49 @@
 Consumers depend on these modules, never on another service's code.
 """
 
-from shared.contracts.base import Event, UndecodableEventError, decode_event, encode_event
-from shared.contracts.intake import ComplaintReceived
+from pydantic import BaseModel
+
+from shared.contracts import intake
+from shared.contracts.base import (
+    Event,
+    RejectedMessageError,
+    UndecodableEventError,
+    decode_event,
+    encode_event,
+    registered_event_types,
+)
+from shared.contracts.intake import CaseEvent, CaseStatus, ComplaintReceived
 from shared.contracts.notify import NotificationFailed, NotificationSent
 from shared.contracts.routing import ComplaintAssigned
 from shared.contracts.sla import ClockStarted
+from shared.contracts.submissions import SubmissionAccepted, SubmissionRejected, SubmitComplaint
 
-# Which service produces which events: each producer's topic carries exactly these.
-EVENTS_BY_PRODUCER: dict[str, tuple[type[Event], ...]] = {
-    "intake": (ComplaintReceived,),
+# What each topic carries, by the topic's role (its name without the namespace).
+MESSAGES_BY_TOPIC_ROLE: dict[str, tuple[type[BaseModel], ...]] = {
+    "submitted": (SubmitComplaint,),
+    "submission-outcomes": (SubmissionAccepted, SubmissionRejected),
+    "intake": tuple(
+        model for model in registered_event_types().values() if model.__module__ == intake.__name__
+    ),
     "routing": (ComplaintAssigned,),
     "sla": (ClockStarted,),
     "notify": (NotificationSent, NotificationFailed),
 }
 
 __all__ = [
-    "EVENTS_BY_PRODUCER",
+    "MESSAGES_BY_TOPIC_ROLE",
+    "CaseEvent",
+    "CaseStatus",
     "ClockStarted",
     "ComplaintAssigned",
     "ComplaintReceived",
     "Event",
     "NotificationFailed",
     "NotificationSent",
+    "RejectedMessageError",
+    "SubmissionAccepted",
+    "SubmissionRejected",
+    "SubmitComplaint",
     "UndecodableEventError",
     "decode_event",
     "encode_event",

@@ -18,7 +18,11 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 _REGISTRY: dict[str, type[Event]] = {}
 
 
-class UndecodableEventError(ValueError):
+class RejectedMessageError(ValueError):
+    """A message that can never be processed: it goes to the dead-letter topic at once."""
+
+
+class UndecodableEventError(RejectedMessageError):
     """Bytes on a topic that are not a valid event of a known type."""
 
 

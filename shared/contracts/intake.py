@@ -1,66 +1,93 @@
-"""Events produced by intake, on topic ``complaints.intake``."""
+"""Events produced by intake, on topic ``complaints.intake``: the case life cycle.
+
+Every event about a case carries the case's status after it, a per-complaint
+``sequence`` (1 for ``ComplaintReceived``) that orders intake's events, and the
+handling ``round`` (2 and up after the customer reopened it).
+"""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from enum import StrEnum
 from typing import ClassVar, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field
+from pydantic import AwareDatetime, Field
 
 from shared.contracts.base import Event
+from shared.contracts.submissions import (
+    Attachment,
+    Channel,
+    Customer,
+    CustomerType,
+    Language,
+    Money,
+    Product,
+    Region,
+    Severity,
+)
+
+__all__ = [
+    "Attachment",
+    "CaseEvent",
+    "CaseStatus",
+    "Channel",
+    "CompensationRecorded",
+    "ComplaintAcknowledged",
+    "ComplaintAnsweredOnSpot",
+    "ComplaintAssignmentRecorded",
+    "ComplaintClosed",
+    "ComplaintEscalated",
+    "ComplaintNotUpheld",
+    "ComplaintPutOnHold",
+    "ComplaintReceived",
+    "ComplaintReopened",
+    "ComplaintResolved",
+    "ComplaintResumed",
+    "Customer",
+    "CustomerType",
+    "DecisionCommunicated",
+    "FeedbackReceived",
+    "InvestigationStarted",
+    "Language",
+    "NoteAdded",
+    "Product",
+    "Region",
+    "ReturnVisitRecorded",
+    "Severity",
+]
 
 
-class Channel(StrEnum):
-    """Where a complaint came in (受理渠道)."""
+class CaseStatus(StrEnum):
+    """Where a case stands (ISO 10002 stages and the seeds' flow, complaint-rules §1)."""
 
-    PHONE = "phone"
-    EMAIL = "email"
-    WEB = "web"
-    WALK_IN = "walk_in"
-    LETTER = "letter"
-    FAX = "fax"
-    SUGGESTION_BOX = "suggestion_box"
-    SMS = "sms"
-    WECHAT = "wechat"
-
-
-class CustomerType(StrEnum):
-    IN_HOUSE_GUEST = "in_house_guest"
-    DEPARTED_GUEST = "departed_guest"
-    MEMBER = "member"
-    OWNER = "owner"
-    DEALER = "dealer"
-    END_CUSTOMER = "end_customer"
+    RECEIVED = "received"
+    ACKNOWLEDGED = "acknowledged"
+    ASSIGNED = "assigned"
+    INVESTIGATING = "investigating"
+    ON_HOLD = "on_hold"
+    ESCALATED = "escalated"
+    REPLIED = "replied"
+    ANSWERED_ON_SPOT = "answered_on_spot"
+    NOT_UPHELD = "not_upheld"
+    FEEDBACK_RECEIVED = "feedback_received"
+    RESOLVED = "resolved"
+    RETURN_VISITED = "return_visited"
+    REOPENED = "reopened"
+    CLOSED = "closed"
 
 
-class Severity(StrEnum):
-    NORMAL = "normal"
-    URGENT = "urgent"
-    MAJOR = "major"
+class CaseEvent(Event):
+    """Fields every intake event about a case carries."""
+
+    status: CaseStatus = Field(description="The case's status after this event.")
+    previous_status: CaseStatus | None = None
+    sequence: int = Field(ge=1, description="Orders intake's events of one complaint.")
+    round: int = Field(default=1, ge=1, description="Handling round; grows on each reopening.")
+    actor: str | None = Field(default=None, description="Staff id, 'customer' or 'system'.")
+    note: str | None = None
 
 
-class Region(StrEnum):
-    DOMESTIC = "domestic"
-    FOREIGN = "foreign"
-
-
-class Language(StrEnum):
-    ZH = "zh"
-    EN = "en"
-
-
-class Customer(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore")
-
-    name: str = Field(min_length=1, max_length=200)
-    phone: str | None = Field(default=None, max_length=40)
-    email: EmailStr | None = None
-    company: str | None = Field(default=None, max_length=200)
-    type: CustomerType
-    language: Language = Language.ZH
-
-
-class ComplaintReceived(Event):
+class ComplaintReceived(CaseEvent):
     """A complaint was accepted, numbered and durably recorded."""
 
     EVENT_TYPE: ClassVar[str] = "ComplaintReceived"
@@ -71,9 +98,155 @@ class ComplaintReceived(Event):
     pack_version: str
     channel: Channel
     customer: Customer
+    event_time: AwareDatetime | None = None
+    event_place: str | None = None
     description: str
     customer_request: str | None = None
     category: str
     severity: Severity
     region: Region
-    first_contact_staff: str | None = None
+    product: Product | None = None
+    attachments: tuple[Attachment, ...] = ()
+    first_contact_staff: str | None = Field(
+        default=None, description="The first-responsible person (首问负责制), the case's owner."
+    )
+    submission_id: str | None = None
+
+
+class ComplaintAcknowledged(CaseEvent):
+    """Customer service confirmed receipt to the customer."""
+
+    EVENT_TYPE: ClassVar[str] = "ComplaintAcknowledged"
+    event_type: Literal["ComplaintAcknowledged"] = "ComplaintAcknowledged"
+
+
+class ComplaintAssignmentRecorded(CaseEvent):
+    """Intake took note of routing's assignment; the case is in its handler's hands."""
+
+    EVENT_TYPE: ClassVar[str] = "ComplaintAssignmentRecorded"
+    event_type: Literal["ComplaintAssignmentRecorded"] = "ComplaintAssignmentRecorded"
+
+    department: str
+    assignee_id: str | None
+
+
+class InvestigationStarted(CaseEvent):
+    EVENT_TYPE: ClassVar[str] = "InvestigationStarted"
+    event_type: Literal["InvestigationStarted"] = "InvestigationStarted"
+
+
+class NoteAdded(CaseEvent):
+    EVENT_TYPE: ClassVar[str] = "NoteAdded"
+    event_type: Literal["NoteAdded"] = "NoteAdded"
+
+
+class DecisionCommunicated(CaseEvent):
+    """The handling opinion was told to the customer (答复/知会处理意见)."""
+
+    EVENT_TYPE: ClassVar[str] = "DecisionCommunicated"
+    event_type: Literal["DecisionCommunicated"] = "DecisionCommunicated"
+
+    decision: str
+    feedback_token: str = Field(description="Goes into the satisfaction-survey link.")
+
+
+class ComplaintAnsweredOnSpot(CaseEvent):
+    """A grievance answered at once (抱怨类, 004 篇二 4.2.3.1); still numbered and recorded."""
+
+    EVENT_TYPE: ClassVar[str] = "ComplaintAnsweredOnSpot"
+    event_type: Literal["ComplaintAnsweredOnSpot"] = "ComplaintAnsweredOnSpot"
+
+    answer: str
+    feedback_token: str
+
+
+class ComplaintNotUpheld(CaseEvent):
+    """The complaint was found not to stand (投诉不成立) and answered politely."""
+
+    EVENT_TYPE: ClassVar[str] = "ComplaintNotUpheld"
+    event_type: Literal["ComplaintNotUpheld"] = "ComplaintNotUpheld"
+
+    reason: str
+    feedback_token: str
+
+
+class ComplaintEscalated(CaseEvent):
+    EVENT_TYPE: ClassVar[str] = "ComplaintEscalated"
+    event_type: Literal["ComplaintEscalated"] = "ComplaintEscalated"
+
+    reason: str
+    escalated_to: str | None = None
+
+
+class ComplaintPutOnHold(CaseEvent):
+    """Handling waits, for the customer or for parts; deadline clocks pause."""
+
+    EVENT_TYPE: ClassVar[str] = "ComplaintPutOnHold"
+    event_type: Literal["ComplaintPutOnHold"] = "ComplaintPutOnHold"
+
+    reason: Literal["waiting_for_customer", "awaiting_parts", "other"]
+
+
+class ComplaintResumed(CaseEvent):
+    EVENT_TYPE: ClassVar[str] = "ComplaintResumed"
+    event_type: Literal["ComplaintResumed"] = "ComplaintResumed"
+
+
+class ComplaintResolved(CaseEvent):
+    EVENT_TYPE: ClassVar[str] = "ComplaintResolved"
+    event_type: Literal["ComplaintResolved"] = "ComplaintResolved"
+
+    resolution: str
+
+
+class FeedbackReceived(CaseEvent):
+    """The customer's evaluation (002 八); an unsatisfied one reopens the case."""
+
+    EVENT_TYPE: ClassVar[str] = "FeedbackReceived"
+    event_type: Literal["FeedbackReceived"] = "FeedbackReceived"
+
+    quality: int = Field(ge=1, le=5)
+    attitude: int = Field(ge=1, le=5)
+    speed: int = Field(ge=1, le=5)
+    comment: str | None = None
+    satisfied: bool
+
+
+class ReturnVisitRecorded(CaseEvent):
+    """A return visit (回访) took place; an unsatisfied customer reopens the case."""
+
+    EVENT_TYPE: ClassVar[str] = "ReturnVisitRecorded"
+    event_type: Literal["ReturnVisitRecorded"] = "ReturnVisitRecorded"
+
+    method: Literal["phone", "on_site", "email", "sms", "wechat"]
+    outcome: str
+    satisfied: bool
+
+
+class CompensationRecorded(CaseEvent):
+    """Compensation and loss, with the responsible department's share (000 第二篇 9(六))."""
+
+    EVENT_TYPE: ClassVar[str] = "CompensationRecorded"
+    event_type: Literal["CompensationRecorded"] = "CompensationRecorded"
+
+    compensation_amount: Money
+    loss_amount: Money
+    currency: str = "CNY"
+    responsible_department: str
+    share: Decimal = Field(
+        ge=0, le=1, max_digits=5, decimal_places=4, description="The department's share."
+    )
+
+
+class ComplaintReopened(CaseEvent):
+    """Handling starts again, linked to the earlier round, until the customer is satisfied."""
+
+    EVENT_TYPE: ClassVar[str] = "ComplaintReopened"
+    event_type: Literal["ComplaintReopened"] = "ComplaintReopened"
+
+    reason: str
+
+
+class ComplaintClosed(CaseEvent):
+    EVENT_TYPE: ClassVar[str] = "ComplaintClosed"
+    event_type: Literal["ComplaintClosed"] = "ComplaintClosed"

@@ -8,16 +8,19 @@ from hypothesis import strategies as st
 
 from shared.contracts import Event, UndecodableEventError, decode_event, encode_event
 from shared.contracts.base import registered_event_types
-from tests.contracts.golden import golden_samples, shape
+from shared.contracts.submissions import SubmissionAccepted, SubmissionRejected
+from tests.contracts.golden import golden_samples, same_shape
 
 GOLDEN = golden_samples()
+OUTCOMES = {model.EVENT_TYPE: model for model in (SubmissionAccepted, SubmissionRejected)}
+EVENTS = sorted(registered_event_types())
 
 
-def test_every_event_type_has_a_golden_sample() -> None:
-    assert set(GOLDEN) == set(registered_event_types())
+def test_every_message_type_has_a_golden_sample() -> None:
+    assert set(GOLDEN) == set(registered_event_types()) | set(OUTCOMES)
 
 
-@pytest.mark.parametrize("event_type", sorted(GOLDEN))
+@pytest.mark.parametrize("event_type", EVENTS)
 def test_golden_sample_round_trips_exactly(event_type: str) -> None:
     event = decode_event(json.dumps(GOLDEN[event_type]).encode())
     assert event is not None
@@ -27,8 +30,15 @@ def test_golden_sample_round_trips_exactly(event_type: str) -> None:
 
 @pytest.mark.parametrize("event_type", sorted(GOLDEN))
 def test_golden_sample_carries_every_field_of_the_contract(event_type: str) -> None:
-    model = registered_event_types()[event_type]
+    model = {**registered_event_types(), **OUTCOMES}[event_type]
     assert set(GOLDEN[event_type]) == set(model.model_fields)
+
+
+@pytest.mark.parametrize("event_type", sorted(OUTCOMES))
+def test_submission_outcomes_round_trip_exactly(event_type: str) -> None:
+    outcome = OUTCOMES[event_type].model_validate(GOLDEN[event_type])
+    assert json.loads(outcome.model_dump_json()) == GOLDEN[event_type]
+    assert outcome.key == b"hotel-demo"
 
 
 def test_events_are_frozen() -> None:
@@ -85,4 +95,12 @@ def test_caused_by_keeps_the_chain() -> None:
     assert again.causation_id == received.event_id
     assert again.correlation_id == received.correlation_id
     assert again.event_id != assigned.event_id
-    assert shape(json.loads(encode_event(again))) == shape(GOLDEN["ComplaintAssigned"])
+    assert same_shape(json.loads(encode_event(again)), GOLDEN["ComplaintAssigned"])
+
+
+def test_shapes_differ_when_a_field_is_added_or_missing() -> None:
+    golden = GOLDEN["ComplaintAssigned"]
+    assert same_shape(golden, golden)
+    assert not same_shape({**golden, "surprise": 1}, golden)
+    assert not same_shape({k: v for k, v in golden.items() if k != "rule"}, golden)
+    assert same_shape({**golden, "assignee": None}, golden)

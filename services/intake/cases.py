@@ -1,0 +1,408 @@
+"""Intake's application layer: accepting submissions and acting on cases.
+
+Every change happens in one transaction with its events: the case row, its
+append-only history and the outbox rows commit together or not at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+import asyncpg
+import structlog
+
+from services.intake import store
+from services.intake.lifecycle import Action, CaseState, apply
+from services.intake.numbering import complaint_number, receipt_date
+from shared.contracts import ComplaintAssigned, Event
+from shared.contracts.intake import (
+    CaseEvent,
+    CaseStatus,
+    CompensationRecorded,
+    ComplaintAcknowledged,
+    ComplaintAnsweredOnSpot,
+    ComplaintAssignmentRecorded,
+    ComplaintClosed,
+    ComplaintEscalated,
+    ComplaintNotUpheld,
+    ComplaintPutOnHold,
+    ComplaintReceived,
+    ComplaintReopened,
+    ComplaintResolved,
+    ComplaintResumed,
+    DecisionCommunicated,
+    FeedbackReceived,
+    InvestigationStarted,
+    NoteAdded,
+    ReturnVisitRecorded,
+)
+from shared.contracts.submissions import SubmissionOutcome, SubmitComplaint
+from shared.db import DbConnection
+from shared.inbox import first_delivery
+from shared.outbox import enqueue
+from shared.policy import Branch, PackRegistry, PolicyPack
+from shared.topics import INTAKE, SUBMISSION_OUTCOMES
+
+log = structlog.get_logger("intake")
+
+EVENT_OF_ACTION: dict[Action, type[CaseEvent]] = {
+    Action.ACKNOWLEDGE: ComplaintAcknowledged,
+    Action.RECORD_ASSIGNMENT: ComplaintAssignmentRecorded,
+    Action.START_INVESTIGATION: InvestigationStarted,
+    Action.ADD_NOTE: NoteAdded,
+    Action.ESCALATE: ComplaintEscalated,
+    Action.HOLD: ComplaintPutOnHold,
+    Action.RESUME: ComplaintResumed,
+    Action.COMMUNICATE_DECISION: DecisionCommunicated,
+    Action.ANSWER_ON_SPOT: ComplaintAnsweredOnSpot,
+    Action.MARK_NOT_UPHELD: ComplaintNotUpheld,
+    Action.RESOLVE: ComplaintResolved,
+    Action.RECORD_FEEDBACK: FeedbackReceived,
+    Action.RECORD_RETURN_VISIT: ReturnVisitRecorded,
+    Action.RECORD_COMPENSATION: CompensationRecorded,
+    Action.CLOSE: ComplaintClosed,
+    Action.REOPEN: ComplaintReopened,
+}
+
+
+class SubmissionRefusedError(Exception):
+    """The submission names things its branch's policy pack does not know."""
+
+    def __init__(self, errors: list[dict[str, Any]]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors))
+
+
+class SubmissionConflictError(Exception):
+    """A submission id reused for a different complaint."""
+
+
+class CaseNotFoundError(LookupError):
+    pass
+
+
+class InvalidReferenceError(ValueError):
+    """An action names a staff member or department its branch's pack does not have."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class Accepted:
+    complaint_no: str
+    received_at: datetime
+    correlation_id: str
+    duplicate: bool
+
+
+@dataclass(frozen=True)
+class ActionResult:
+    complaint_no: str
+    status: CaseStatus
+    held_from: CaseStatus | None
+    round: int
+    sequence: int
+    events: list[str]
+
+
+def _refused(field: str, message: str) -> SubmissionRefusedError:
+    return SubmissionRefusedError([{"loc": ["body", field], "msg": message, "type": "value_error"}])
+
+
+class _SubmissionRaceError(Exception):
+    """Another transaction claimed the same submission id first: start over and find it."""
+
+
+OutcomeFactory = Callable[[Accepted], SubmissionOutcome]
+
+
+class Intake:
+    def __init__(self, pool: asyncpg.Pool, packs: PackRegistry, feedback_secret: str) -> None:
+        self._pool = pool
+        self._packs = packs
+        self._feedback_secret = feedback_secret.encode()
+
+    def feedback_token(self, complaint_no: str) -> str:
+        digest = hmac.new(self._feedback_secret, complaint_no.encode(), hashlib.sha256)
+        return digest.hexdigest()[:32]
+
+    def check_feedback_token(self, complaint_no: str, token: str) -> bool:
+        return hmac.compare_digest(self.feedback_token(complaint_no), token)
+
+    def check(self, submission: SubmitComplaint) -> tuple[PolicyPack, Branch]:
+        """The branch's pack, if the submission only names what the pack defines."""
+        found = self._packs.for_branch(submission.branch_id)
+        if found is None:
+            raise _refused(
+                "branch_id",
+                f"unknown branch {submission.branch_id!r}; known branches: "
+                + ", ".join(self._packs.branch_ids()),
+            )
+        pack, branch = found
+        if pack.category(submission.category) is None:
+            raise _refused(
+                "category",
+                f"category {submission.category!r} is not defined for branch {branch.id}; "
+                "allowed: " + ", ".join(c.code for c in pack.categories),
+            )
+        staff = submission.first_contact_staff
+        if staff is not None and not pack.has_member(staff):
+            raise _refused(
+                "first_contact_staff",
+                f"{staff!r} is not on the staff of branch {branch.id}; known: "
+                + ", ".join(s.id for s in pack.staff),
+            )
+        return pack, branch
+
+    async def accept(
+        self,
+        submission: SubmitComplaint,
+        *,
+        correlation_id: str,
+        submission_key: str | None,
+        outcome: OutcomeFactory | None = None,
+    ) -> Accepted:
+        """Number and record a complaint; a retried submission id returns the first result.
+
+        ``outcome`` builds the event a Kafka branch reads back, committed with the rest.
+        """
+        pack, branch = self.check(submission)
+        for _ in range(3):
+            try:
+                async with self._pool.acquire() as conn, conn.transaction():
+                    accepted = await self._accept_once(
+                        conn, submission, pack, branch, correlation_id, submission_key
+                    )
+                    if outcome is not None:
+                        await enqueue(conn, SUBMISSION_OUTCOMES.name, outcome(accepted))
+                    return accepted
+            except _SubmissionRaceError:
+                continue
+        raise RuntimeError("submission id contended three times in a row")
+
+    async def _accept_once(
+        self,
+        conn: DbConnection,
+        submission: SubmitComplaint,
+        pack: PolicyPack,
+        branch: Branch,
+        correlation_id: str,
+        submission_key: str | None,
+    ) -> Accepted:
+        fingerprint = submission.fingerprint()
+        if submission_key is not None:
+            earlier = await store.find_submission(conn, branch.id, submission_key)
+            if earlier is not None:
+                return await self._replay(conn, earlier, fingerprint, submission_key)
+        received_at = datetime.now(UTC)
+        day: date = receipt_date(received_at, branch.timezone)
+        ordinal = await store.next_ordinal(conn, day.year)
+        event = ComplaintReceived(
+            complaint_no=complaint_number(day, ordinal),
+            branch_id=branch.id,
+            correlation_id=correlation_id,
+            producer="intake",
+            status=CaseStatus.RECEIVED,
+            sequence=1,
+            actor=submission.first_contact_staff,
+            received_at=received_at,
+            pack=pack.pack,
+            pack_version=pack.version,
+            submission_id=submission_key,
+            **submission.model_dump(exclude={"submission_id", "branch_id"}),
+        )
+        await store.insert_complaint(conn, event, year=day.year, ordinal=ordinal)
+        if submission_key is not None and not await store.claim_submission(
+            conn, branch.id, submission_key, fingerprint, event.complaint_no
+        ):
+            raise _SubmissionRaceError
+        await store.append_history(conn, event)
+        await enqueue(conn, INTAKE.name, event)
+        log.info(
+            "complaint received",
+            complaint_no=event.complaint_no,
+            correlation_id=correlation_id,
+            branch_id=branch.id,
+            category=event.category,
+        )
+        return Accepted(event.complaint_no, received_at, correlation_id, duplicate=False)
+
+    async def _replay(
+        self, conn: DbConnection, earlier: store.Submission, fingerprint: str, key: str
+    ) -> Accepted:
+        if earlier.fingerprint != fingerprint:
+            raise SubmissionConflictError(
+                f"submission id {key!r} was already used for complaint {earlier.complaint_no} "
+                "with a different body"
+            )
+        row = await conn.fetchrow(
+            "SELECT received_at, correlation_id FROM complaints WHERE complaint_no = $1",
+            earlier.complaint_no,
+        )
+        assert row is not None
+        return Accepted(
+            earlier.complaint_no, row["received_at"], row["correlation_id"], duplicate=True
+        )
+
+    async def act(
+        self,
+        complaint_no: str,
+        action: Action,
+        *,
+        actor: str,
+        payload: dict[str, Any],
+        correlation_id: str | None = None,
+        satisfied: bool | None = None,
+        staff_only: bool = True,
+    ) -> ActionResult:
+        """Take ``action`` on the case; raises ``ActionNotAllowedError`` out of turn."""
+        result = await self._act(
+            complaint_no,
+            action,
+            actor=actor,
+            payload=payload,
+            correlation_id=correlation_id,
+            satisfied=satisfied,
+            staff_only=staff_only,
+        )
+        assert result is not None
+        return result
+
+    async def _act(
+        self,
+        complaint_no: str,
+        action: Action,
+        *,
+        actor: str,
+        payload: dict[str, Any],
+        correlation_id: str | None,
+        satisfied: bool | None = None,
+        staff_only: bool,
+        consumed: Event | None = None,
+    ) -> ActionResult | None:
+        """``consumed`` is the Kafka event that caused the action: it is recorded in the
+        inbox with the change, and a redelivery of it does nothing (None)."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            if consumed is not None and not await first_delivery(conn, consumed):
+                return None
+            case = await store.lock_case(conn, complaint_no)
+            if case is None:
+                raise CaseNotFoundError(complaint_no)
+            self._check_references(case, actor, payload, staff_only=staff_only)
+            before = CaseState(case.status, case.held_from, case.round)
+            after = apply(before, action, satisfied=satisfied)
+            reopened = action in (Action.RECORD_FEEDBACK, Action.RECORD_RETURN_VISIT) and (
+                after.round > before.round
+            )
+            event_type = EVENT_OF_ACTION[action]
+            if "feedback_token" in event_type.model_fields:
+                payload = {**payload, "feedback_token": self.feedback_token(complaint_no)}
+            envelope = {
+                "complaint_no": complaint_no,
+                "branch_id": case.branch_id,
+                "correlation_id": correlation_id or case.correlation_id,
+                "causation_id": consumed.event_id if consumed else None,
+                "producer": "intake",
+                "actor": actor,
+                "previous_status": before.status,
+            }
+            events: list[CaseEvent] = [
+                event_type(
+                    event_type=event_type.EVENT_TYPE,
+                    status=before.status if reopened else after.status,
+                    round=before.round if reopened else after.round,
+                    sequence=case.sequence + 1,
+                    **envelope,
+                    **payload,
+                )
+            ]
+            if reopened:
+                events.append(
+                    ComplaintReopened(
+                        status=after.status,
+                        round=after.round,
+                        sequence=case.sequence + 2,
+                        reason="the customer is not satisfied",
+                        **envelope,
+                    )
+                )
+            for event in events:
+                await store.append_history(conn, event)
+                await enqueue(conn, INTAKE.name, event)
+            assignment = None
+            if isinstance(events[0], ComplaintAssignmentRecorded):
+                assignment = (events[0].department, events[0].assignee_id)
+            await store.update_case(
+                conn,
+                complaint_no,
+                status=after.status,
+                held_from=after.held_from,
+                round=after.round,
+                sequence=events[-1].sequence,
+                assignment=assignment,
+            )
+        log.info(
+            "case action",
+            complaint_no=complaint_no,
+            action=action.value,
+            status=after.status.value,
+            events=[e.event_type for e in events],
+        )
+        return ActionResult(
+            complaint_no,
+            after.status,
+            after.held_from,
+            after.round,
+            events[-1].sequence,
+            [e.event_type for e in events],
+        )
+
+    def _check_references(
+        self, case: store.CaseRow, actor: str, payload: dict[str, Any], *, staff_only: bool
+    ) -> None:
+        pack = self._packs.require(case.pack)
+        if staff_only and not pack.has_member(actor):
+            raise InvalidReferenceError(
+                "actor", f"{actor!r} is not on the staff of branch {case.branch_id}"
+            )
+        department = payload.get("responsible_department")
+        if department is not None and not pack.has_department(department):
+            raise InvalidReferenceError(
+                "responsible_department",
+                f"{department!r} is not a department of branch {case.branch_id}; known: "
+                + ", ".join(d.code for d in pack.departments),
+            )
+
+    async def record_assignment(self, assigned: ComplaintAssigned) -> None:
+        """Routing assigned the case: note it, once, whatever the redeliveries."""
+        await self._act(
+            assigned.complaint_no,
+            Action.RECORD_ASSIGNMENT,
+            actor="system",
+            payload={
+                "department": assigned.department,
+                "assignee_id": assigned.assignee.staff_id if assigned.assignee else None,
+            },
+            correlation_id=assigned.correlation_id,
+            staff_only=False,
+            consumed=assigned,
+        )
+
+    async def publish_outcome(self, outcome: SubmissionOutcome) -> None:
+        """A rejected Kafka submission changes nothing but its outcome must still go out."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            await enqueue(conn, SUBMISSION_OUTCOMES.name, outcome)
+
+    async def view(self, complaint_no: str) -> dict[str, Any]:
+        async with self._pool.acquire() as conn:
+            view = await store.case_view(conn, complaint_no)
+        if view is None:
+            raise CaseNotFoundError(complaint_no)
+        return view
