@@ -165,3 +165,116 @@ async def test_without_the_database_intake_answers_503_and_records_nothing(
     assert "nothing was recorded" in refused.json()["detail"]
     assert refused.headers["retry-after"] == "5"
     assert await _count(database_url, "SELECT count(*) FROM intake.complaints") == 1
+
+
+async def test_the_full_intake_record_is_kept_and_shown_with_its_history(
+    database_url: str,
+) -> None:
+    body = submission(
+        customer={
+            "name": "Acme 采购部 李娜",
+            "phone": "021-6438 1234",
+            "email": "li.na@acme.example",
+            "company": "Acme Trading 有限公司",
+            "type": "dealer",
+            "language": "en",
+        },
+        event_time="2026-11-20T09:15:00+08:00",
+        event_place="Warehouse 3 / 三号仓库",
+        customer_request="Replace the lot\nand refund shipping",
+        severity="urgent",
+        region="foreign",
+        product={
+            "order_no": "SO-2026-1182",
+            "lot_no": "AC-88",
+            "quantity": 500,
+            "delivery_date": "2026-10-01",
+            "defective_quantity_undetermined": True,
+        },
+        attachments=[{"uri": "https://files.example.com/a.jpg", "name": "a.jpg"}],
+        first_contact_staff="fo-agent",
+    )
+    async with intake_client(database_url) as client:
+        created = await client.post("/v1/complaints", json=body)
+        assert created.status_code == 201, created.text
+        number = created.json()["complaint_no"]
+        view = await client.get(f"/v1/complaints/{number}")
+        missing = await client.get("/v1/complaints/999999999")
+    assert view.status_code == 200
+    case = view.json()
+    assert case["status"] == "received"
+    assert case["first_contact_staff"] == "fo-agent"
+    assert case["customer"]["company"] == "Acme Trading 有限公司"
+    assert case["product"]["defective_quantity_undetermined"] is True
+    assert case["attachments"][0]["uri"] == "https://files.example.com/a.jpg"
+    assert case["customer_request"] == "Replace the lot\nand refund shipping"
+    assert [h["event_type"] for h in case["history"]] == ["ComplaintReceived"]
+    assert "acknowledge" in case["allowed_actions"]
+    assert missing.status_code == 404
+
+
+async def test_a_retried_submission_gets_the_same_complaint_and_a_changed_one_409(
+    database_url: str,
+) -> None:
+    async with intake_client(database_url) as client:
+        key = {"Idempotency-Key": "pms-42"}
+        first = await client.post("/v1/complaints", json=submission(), headers=key)
+        again = await asyncio.gather(
+            *(client.post("/v1/complaints", json=submission(), headers=key) for _ in range(5))
+        )
+        changed = await client.post(
+            "/v1/complaints", json=submission(description="另一件事"), headers=key
+        )
+        by_body_id = await client.post("/v1/complaints", json=submission(submission_id="pms-42"))
+        other_branch_key = await client.post(
+            "/v1/complaints", json=submission(), headers={"Idempotency-Key": "pms-43"}
+        )
+    assert first.status_code == 201
+    assert "idempotent-replayed" not in first.headers
+    for response in [*again, by_body_id]:
+        assert response.status_code == 201
+        assert response.json()["complaint_no"] == first.json()["complaint_no"]
+        assert response.headers["idempotent-replayed"] == "true"
+    assert changed.status_code == 409
+    assert first.json()["complaint_no"] in changed.json()["detail"]
+    assert other_branch_key.json()["complaint_no"] != first.json()["complaint_no"]
+    assert await _count(database_url, "SELECT count(*) FROM intake.complaints") == 2
+
+
+async def test_oversized_control_characters_and_bad_contacts_are_refused(
+    database_url: str,
+) -> None:
+    async with intake_client(database_url) as client:
+        huge = await client.post("/v1/complaints", json=submission(description="很" * 30_000))
+        control = await client.post(
+            "/v1/complaints", json=submission(description="bell\x07", event_place="a\x00b")
+        )
+        contacts = await client.post(
+            "/v1/complaints",
+            json=submission(
+                customer={"name": "王\u200b五", "phone": "call me", "email": "x@", "type": "member"}
+            ),
+        )
+        staff = await client.post("/v1/complaints", json=submission(first_contact_staff="nobody"))
+        both = await client.post(
+            "/v1/complaints",
+            json=submission(
+                product={"defective_quantity": 3, "defective_quantity_undetermined": True}
+            ),
+        )
+    assert huge.status_code == 413
+    assert control.status_code == 422
+    assert {tuple(e["loc"]) for e in control.json()["detail"]} == {
+        ("body", "description"),
+        ("body", "event_place"),
+    }
+    assert contacts.status_code == 422
+    assert {tuple(e["loc"]) for e in contacts.json()["detail"]} == {
+        ("body", "customer", "name"),
+        ("body", "customer", "phone"),
+        ("body", "customer", "email"),
+    }
+    assert staff.status_code == 422
+    assert "fo-supervisor" in staff.json()["detail"][0]["msg"]
+    assert both.status_code == 422
+    assert await _count(database_url, "SELECT count(*) FROM intake.complaints") == 0
