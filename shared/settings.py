@@ -22,6 +22,11 @@ class ServiceSettings(BaseSettings):
         default="postgresql://postgres@127.0.0.1:5433/complaints",
         description="PostgreSQL DSN; each service uses its own schema in this database.",
     )
+    complaints_topic_namespace: str = Field(
+        default="complaints",
+        pattern=r"^[a-z][a-z0-9-]*$",
+        description="Prefix of every topic name, so environments can share a cluster.",
+    )
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")
     policy_packs_dir: Path = Field(
         default=REPO_ROOT / "policy-packs", description="Folder of policy-pack YAML files."

@@ -3,18 +3,17 @@
 Each producing service owns one topic carrying its events, keyed by complaint
 number so each complaint's events stay in order. Each consumed topic has a
 dead-letter topic beside it for messages that cannot be processed. Topic names
-start with a namespace (``COMPLAINTS_TOPIC_NAMESPACE``, default ``complaints``)
-so several environments, or test runs, can share one cluster.
+start with a namespace (each service's ``COMPLAINTS_TOPIC_NAMESPACE`` setting, default
+``complaints``) so several environments, or test runs, can share one cluster.
 """
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 DEAD_LETTER_SUFFIX = ".dlq"
 DEAD_LETTER_PARTITIONS = 3
-NAMESPACE = os.environ.get("COMPLAINTS_TOPIC_NAMESPACE", "complaints")
+DEFAULT_NAMESPACE = "complaints"
 
 
 @dataclass(frozen=True)
@@ -35,36 +34,58 @@ class Topic:
         return self.name + DEAD_LETTER_SUFFIX
 
 
-def event_topics(namespace: str) -> tuple[Topic, ...]:
-    return (
-        Topic(
-            f"{namespace}.submitted",
-            6,
-            "branch systems",
-            "Complaints submitted by branch systems.",
-            key="the branch id",
-        ),
-        Topic(
-            f"{namespace}.submission-outcomes",
-            6,
-            "intake",
-            "The outcome of each Kafka submission.",
-            key="the branch id",
-        ),
-        Topic(f"{namespace}.intake", 6, "intake", "Case life-cycle events from intake."),
-        Topic(f"{namespace}.routing", 6, "routing", "Assignments of department and person."),
-        Topic(f"{namespace}.sla", 6, "sla", "Deadline clocks, warnings, breaches, escalations."),
-        Topic(f"{namespace}.notify", 6, "notify", "Notifications sent or failed."),
-    )
+@dataclass(frozen=True)
+class Topics:
+    """The platform's topics in one namespace."""
+
+    submitted: Topic
+    submission_outcomes: Topic
+    intake: Topic
+    routing: Topic
+    sla: Topic
+    notify: Topic
+
+    @classmethod
+    def in_namespace(cls, namespace: str = DEFAULT_NAMESPACE) -> Topics:
+        return cls(
+            submitted=Topic(
+                f"{namespace}.submitted",
+                6,
+                "branch systems",
+                "Complaints submitted by branch systems.",
+                key="the branch id",
+            ),
+            submission_outcomes=Topic(
+                f"{namespace}.submission-outcomes",
+                6,
+                "intake",
+                "The outcome of each Kafka submission.",
+                key="the branch id",
+            ),
+            intake=Topic(f"{namespace}.intake", 6, "intake", "Case life-cycle events from intake."),
+            routing=Topic(
+                f"{namespace}.routing", 6, "routing", "Assignments of department and person."
+            ),
+            sla=Topic(
+                f"{namespace}.sla", 6, "sla", "Deadline clocks, warnings, breaches, escalations."
+            ),
+            notify=Topic(f"{namespace}.notify", 6, "notify", "Notifications sent or failed."),
+        )
+
+    @property
+    def namespace(self) -> str:
+        return self.intake.name.rsplit(".", 1)[0]
+
+    def all(self) -> tuple[Topic, ...]:
+        return tuple(getattr(self, field.name) for field in fields(self))
+
+    def by_role(self, role: str) -> Topic:
+        return next(topic for topic in self.all() if topic.role == role)
 
 
-EVENT_TOPICS = event_topics(NAMESPACE)
-SUBMITTED, SUBMISSION_OUTCOMES, INTAKE, ROUTING, SLA, NOTIFY = EVENT_TOPICS
-
-
-def all_topic_partitions(namespace: str = NAMESPACE) -> dict[str, int]:
+def all_topic_partitions(namespace: str = DEFAULT_NAMESPACE) -> dict[str, int]:
     """Every topic the platform needs, dead-letter topics included, with its partition count."""
-    topics = event_topics(namespace)
+    topics = Topics.in_namespace(namespace).all()
     counts = {topic.name: topic.partitions for topic in topics}
     counts.update({topic.dead_letter: DEAD_LETTER_PARTITIONS for topic in topics})
     return counts

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from urllib.parse import urlsplit, urlunsplit
@@ -9,6 +8,7 @@ import asyncpg
 import pytest
 
 from shared.kafka_admin import ensure_topics
+from shared.topics import Topics, all_topic_partitions
 from tests.support.infra import Infra, chosen_kind, provide
 
 
@@ -24,14 +24,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session")
 def infra() -> Iterator[Infra]:
     with provide(chosen_kind()) as provided:
-        # Services built in-process use the default namespace's topics.
-        asyncio.run(ensure_topics(provided.kafka_bootstrap_servers))
         yield provided
 
 
 def with_database(url: str, database: str) -> str:
     parts = urlsplit(url)
     return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+@pytest.fixture
+async def topics(infra: Infra) -> Topics:
+    """A namespace of the platform's topics for one test, so tests never see each other's."""
+    namespace = f"t-{uuid.uuid4().hex[:10]}"
+    await ensure_topics(infra.kafka_bootstrap_servers, all_topic_partitions(namespace))
+    return Topics.in_namespace(namespace)
 
 
 @pytest.fixture

@@ -507,7 +507,7 @@ def ensure_platform_topics(bootstrap: str) -> tuple[int, int, int]:
     from shared.kafka_admin import ensure_topics
     from shared.topics import all_topic_partitions
 
-    wanted = all_topic_partitions()
+    wanted = all_topic_partitions(os.environ.get("COMPLAINTS_TOPIC_NAMESPACE", "complaints"))
     created, grown = asyncio.run(ensure_topics(bootstrap, wanted, wait_seconds=TOPICS_TIMEOUT_S))
     return len(wanted), created, grown
 

@@ -13,12 +13,11 @@ from typing import Any
 import yaml
 
 from shared.asyncapi import service_document
-from shared.topics import Topic, event_topics
+from shared.topics import Topics
 
 SERVICES = ("intake", "routing", "sla", "notify", "reporting")
 OUTPUT = Path(__file__).resolve().parent
-# Documents name the default namespace whatever COMPLAINTS_TOPIC_NAMESPACE is set to here.
-CANONICAL = {topic.role: topic for topic in event_topics("complaints")}
+TOPICS = Topics.in_namespace()  # documents name the default namespace
 
 
 class _PlainDumper(yaml.SafeDumper):
@@ -28,10 +27,6 @@ class _PlainDumper(yaml.SafeDumper):
         return True
 
 
-def _canonical(topic: Topic) -> Topic:
-    return CANONICAL[topic.role]
-
-
 def documents() -> dict[str, str]:
     rendered: dict[str, str] = {}
     for service in SERVICES:
@@ -39,8 +34,8 @@ def documents() -> dict[str, str]:
         document: dict[str, Any] = service_document(
             service,
             (module.__doc__ or service).strip().splitlines()[0],
-            publishes=tuple(_canonical(topic) for topic in module.PUBLISHES),
-            subscribes=tuple(_canonical(topic) for topic in module.SUBSCRIBES_TO),
+            publishes=tuple(TOPICS.by_role(role) for role in module.PUBLISHES),
+            subscribes=tuple(TOPICS.by_role(role) for role in module.SUBSCRIBES_TO),
         )
         rendered[f"{service}.yaml"] = yaml.dump(
             document, Dumper=_PlainDumper, allow_unicode=True, sort_keys=False, width=100

@@ -62,12 +62,12 @@ from shared.http import BodySizeLimit, answer_503_when_database_down
 from shared.logging import configure_logging
 from shared.policy import load_packs
 from shared.runtime import consuming, service_database
-from shared.topics import INTAKE, ROUTING, SUBMISSION_OUTCOMES, SUBMITTED
+from shared.topics import Topics
 
 SCHEMA = "intake"
 MIGRATIONS = Path(__file__).parent / "migrations"
-PUBLISHES = (INTAKE, SUBMISSION_OUTCOMES)
-SUBSCRIBES_TO = (SUBMITTED, ROUTING)
+PUBLISHES = ("intake", "submission-outcomes")
+SUBSCRIBES_TO = ("submitted", "routing")
 MAX_BODY_BYTES = 64 * 1024
 
 log = structlog.get_logger("intake")
@@ -89,20 +89,21 @@ class _Holder:
 def build_app(settings: IntakeSettings) -> FastAPI:
     configure_logging("intake", settings.log_level)
     packs = load_packs(settings.policy_packs_dir)
+    topics = Topics.in_namespace(settings.complaints_topic_namespace)
     holder = _Holder()
     broker = new_broker(settings, "intake")
-    subscribe_submissions(broker, SUBMITTED, holder.get)
+    subscribe_submissions(broker, topics.submitted, holder.get)
 
     async def on_routing_event(event: Event) -> None:
         if isinstance(event, ComplaintAssigned):
             await holder.get().record_assignment(event)
 
-    subscribe_events(broker, [ROUTING], group_id="intake", handle=on_routing_event)
+    subscribe_events(broker, [topics.routing], group_id="intake", handle=on_routing_event)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with service_database(settings, SCHEMA, MIGRATIONS, with_relay=True) as pool:
-            holder.intake = Intake(pool, packs, settings.feedback_secret.get_secret_value())
+            holder.intake = Intake(pool, packs, topics, settings.feedback_secret.get_secret_value())
             async with consuming(broker):
                 yield
             holder.intake = None

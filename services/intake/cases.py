@@ -46,7 +46,7 @@ from shared.db import DbConnection
 from shared.inbox import first_delivery
 from shared.outbox import enqueue
 from shared.policy import Branch, PackRegistry, PolicyPack
-from shared.topics import INTAKE, SUBMISSION_OUTCOMES
+from shared.topics import Topics
 
 log = structlog.get_logger("intake")
 
@@ -116,6 +116,11 @@ def _refused(field: str, message: str) -> SubmissionRefusedError:
     return SubmissionRefusedError([{"loc": ["body", field], "msg": message, "type": "value_error"}])
 
 
+def feedback_token(secret: bytes, complaint_no: str) -> str:
+    """What the satisfaction-survey link carries: only intake can make one for a case."""
+    return hmac.new(secret, complaint_no.encode(), hashlib.sha256).hexdigest()[:32]
+
+
 class _SubmissionRaceError(Exception):
     """Another transaction claimed the same submission id first: start over and find it."""
 
@@ -124,14 +129,16 @@ OutcomeFactory = Callable[[Accepted], SubmissionOutcome]
 
 
 class Intake:
-    def __init__(self, pool: asyncpg.Pool, packs: PackRegistry, feedback_secret: str) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, packs: PackRegistry, topics: Topics, feedback_secret: str
+    ) -> None:
         self._pool = pool
+        self._topics = topics
         self._packs = packs
         self._feedback_secret = feedback_secret.encode()
 
     def feedback_token(self, complaint_no: str) -> str:
-        digest = hmac.new(self._feedback_secret, complaint_no.encode(), hashlib.sha256)
-        return digest.hexdigest()[:32]
+        return feedback_token(self._feedback_secret, complaint_no)
 
     def check_feedback_token(self, complaint_no: str, token: str) -> bool:
         return hmac.compare_digest(self.feedback_token(complaint_no), token)
@@ -181,7 +188,9 @@ class Intake:
                         conn, submission, pack, branch, correlation_id, submission_key
                     )
                     if outcome is not None:
-                        await enqueue(conn, SUBMISSION_OUTCOMES.name, outcome(accepted))
+                        await enqueue(
+                            conn, self._topics.submission_outcomes.name, outcome(accepted)
+                        )
                     return accepted
             except _SubmissionRaceError:
                 continue
@@ -224,7 +233,7 @@ class Intake:
         ):
             raise _SubmissionRaceError
         await store.append_history(conn, event)
-        await enqueue(conn, INTAKE.name, event)
+        await enqueue(conn, self._topics.intake.name, event)
         log.info(
             "complaint received",
             complaint_no=event.complaint_no,
@@ -335,7 +344,7 @@ class Intake:
                 )
             for event in events:
                 await store.append_history(conn, event)
-                await enqueue(conn, INTAKE.name, event)
+                await enqueue(conn, self._topics.intake.name, event)
             assignment = None
             if isinstance(events[0], ComplaintAssignmentRecorded):
                 assignment = (events[0].department, events[0].assignee_id)
@@ -398,7 +407,7 @@ class Intake:
     async def publish_outcome(self, outcome: SubmissionOutcome) -> None:
         """A rejected Kafka submission changes nothing but its outcome must still go out."""
         async with self._pool.acquire() as conn, conn.transaction():
-            await enqueue(conn, SUBMISSION_OUTCOMES.name, outcome)
+            await enqueue(conn, self._topics.submission_outcomes.name, outcome)
 
     async def view(self, complaint_no: str) -> dict[str, Any]:
         async with self._pool.acquire() as conn:

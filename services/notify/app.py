@@ -31,12 +31,12 @@ from shared.logging import configure_logging
 from shared.outbox import enqueue
 from shared.policy import load_packs
 from shared.redact import mask_email
-from shared.topics import INTAKE, NOTIFY
+from shared.topics import Topics
 
 SCHEMA = "notify"
 MIGRATIONS = Path(__file__).parent / "migrations"
-PUBLISHES = (NOTIFY,)
-SUBSCRIBES_TO = (INTAKE,)
+PUBLISHES = ("notify",)
+SUBSCRIBES_TO = ("intake",)
 ACKNOWLEDGEMENT = "acknowledgement"
 
 log = structlog.get_logger("notify")
@@ -50,6 +50,7 @@ def build_app(settings: NotifySettings, sender: EmailSender | None = None) -> Fa
     configure_logging("notify", settings.log_level)
     packs = load_packs(settings.policy_packs_dir)
     mailer: EmailSender = sender or SmtpSender(settings)
+    topics = Topics.in_namespace(settings.complaints_topic_namespace)
     holder = PoolHolder()
     broker = new_broker(settings, "notify")
 
@@ -120,8 +121,8 @@ def build_app(settings: NotifySettings, sender: EmailSender | None = None) -> Fa
                     event, producer="notify", **about, reason=error, attempts=attempts
                 )
             await store.record_outcome(conn, notification_id, attempts=attempts, error=error)
-            await enqueue(conn, NOTIFY.name, outcome)
+            await enqueue(conn, topics.notify.name, outcome)
         log.info("acknowledgement " + ("sent" if error is None else "failed"), attempts=attempts)
 
-    subscribe_events(broker, SUBSCRIBES_TO, group_id="notify", handle=on_intake_event)
+    subscribe_events(broker, [topics.intake], group_id="notify", handle=on_intake_event)
     return consumer_app(broker, settings, SCHEMA, MIGRATIONS, holder, with_relay=True)

@@ -22,18 +22,19 @@ from shared.contracts import Event
 from shared.http import answer_503_when_database_down
 from shared.logging import configure_logging
 from shared.runtime import consuming, service_database
-from shared.topics import INTAKE, NOTIFY, ROUTING, SLA, Topic
+from shared.topics import Topics
 
 SCHEMA = "reporting"
 MIGRATIONS = Path(__file__).parent / "migrations"
-PUBLISHES: tuple[Topic, ...] = ()
-SUBSCRIBES_TO = (INTAKE, ROUTING, SLA, NOTIFY)
+PUBLISHES: tuple[str, ...] = ()
+SUBSCRIBES_TO = ("intake", "routing", "sla", "notify")
 
 log = structlog.get_logger("reporting")
 
 
 def build_app(settings: ReportingSettings) -> FastAPI:
     configure_logging("reporting", settings.log_level)
+    topics = Topics.in_namespace(settings.complaints_topic_namespace)
     holder = PoolHolder()
     broker = new_broker(settings, "reporting")
 
@@ -43,7 +44,12 @@ def build_app(settings: ReportingSettings) -> FastAPI:
         if projected:
             log.debug("event projected")
 
-    subscribe_events(broker, SUBSCRIBES_TO, group_id="reporting", handle=project)
+    subscribe_events(
+        broker,
+        [topics.by_role(role) for role in SUBSCRIBES_TO],
+        group_id="reporting",
+        handle=project,
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

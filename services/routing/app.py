@@ -18,12 +18,12 @@ from shared.logging import configure_logging
 from shared.outbox import enqueue
 from shared.policy import load_packs
 from shared.settings import ServiceSettings
-from shared.topics import INTAKE, ROUTING
+from shared.topics import Topics
 
 SCHEMA = "routing"
 MIGRATIONS = Path(__file__).parent / "migrations"
-PUBLISHES = (ROUTING,)
-SUBSCRIBES_TO = (INTAKE,)
+PUBLISHES = ("routing",)
+SUBSCRIBES_TO = ("intake",)
 
 log = structlog.get_logger("routing")
 
@@ -31,6 +31,7 @@ log = structlog.get_logger("routing")
 def build_app(settings: ServiceSettings) -> FastStream:
     configure_logging("routing", settings.log_level)
     packs = load_packs(settings.policy_packs_dir)
+    topics = Topics.in_namespace(settings.complaints_topic_namespace)
     holder = PoolHolder()
     broker = new_broker(settings, "routing")
 
@@ -52,8 +53,8 @@ def build_app(settings: ServiceSettings) -> FastStream:
             if not await first_delivery(conn, event):
                 return
             await store.record_assignment(conn, event, decision, pack)
-            await enqueue(conn, ROUTING.name, assigned)
+            await enqueue(conn, topics.routing.name, assigned)
         log.info("complaint assigned", department=decision.department, rule=decision.rule)
 
-    subscribe_events(broker, SUBSCRIBES_TO, group_id="routing", handle=on_intake_event)
+    subscribe_events(broker, [topics.intake], group_id="routing", handle=on_intake_event)
     return consumer_app(broker, settings, SCHEMA, MIGRATIONS, holder, with_relay=True)

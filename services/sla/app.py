@@ -17,12 +17,12 @@ from shared.logging import configure_logging
 from shared.outbox import enqueue
 from shared.policy import load_packs
 from shared.settings import ServiceSettings
-from shared.topics import INTAKE, SLA
+from shared.topics import Topics
 
 SCHEMA = "sla"
 MIGRATIONS = Path(__file__).parent / "migrations"
-PUBLISHES = (SLA,)
-SUBSCRIBES_TO = (INTAKE,)
+PUBLISHES = ("sla",)
+SUBSCRIBES_TO = ("intake",)
 
 log = structlog.get_logger("sla")
 
@@ -30,6 +30,7 @@ log = structlog.get_logger("sla")
 def build_app(settings: ServiceSettings) -> FastStream:
     configure_logging("sla", settings.log_level)
     packs = load_packs(settings.policy_packs_dir)
+    topics = Topics.in_namespace(settings.complaints_topic_namespace)
     holder = PoolHolder()
     broker = new_broker(settings, "sla")
 
@@ -62,8 +63,8 @@ def build_app(settings: ServiceSettings) -> FastStream:
                     pack=pack.pack,
                     pack_version=pack.version,
                 )
-                await enqueue(conn, SLA.name, started)
+                await enqueue(conn, topics.sla.name, started)
         log.info("clocks started", clocks=[c.name for c in clocks])
 
-    subscribe_events(broker, SUBSCRIBES_TO, group_id="sla", handle=on_intake_event)
+    subscribe_events(broker, [topics.intake], group_id="sla", handle=on_intake_event)
     return consumer_app(broker, settings, SCHEMA, MIGRATIONS, holder, with_relay=True)

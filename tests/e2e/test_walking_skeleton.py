@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 
 from shared.kafka_admin import ensure_topics
-from shared.topics import all_topic_partitions, event_topics
+from shared.topics import Topics, all_topic_partitions
 from tests.contracts.golden import golden_samples, same_shape
 from tests.support.infra import Infra
 from tests.support.kafka import read_records
@@ -110,7 +110,7 @@ async def test_a_complaint_travels_through_all_five_services(
         # What each producer really emitted has the shape of its golden sample.
         golden = golden_samples()
         emitted = []
-        for topic in event_topics(namespace)[2:]:
+        for topic in Topics.in_namespace(namespace).all()[2:]:
             expected = 2 if topic.role == "intake" else 1
             for record in await read_records(
                 infra.kafka_bootstrap_servers, topic.name, expected=expected, timeout=5
@@ -128,7 +128,7 @@ async def test_a_complaint_travels_through_all_five_services(
                 "NotificationSent",
             ]
         )
-        for topic in event_topics(namespace):
+        for topic in Topics.in_namespace(namespace).all():
             dead = await read_records(
                 infra.kafka_bootstrap_servers, topic.dead_letter, expected=0, timeout=0.5
             )

@@ -5,20 +5,16 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-from services.intake.cases import Intake
+from services.intake.cases import feedback_token
 from shared.contracts import decode_event
 from shared.contracts.intake import CaseEvent
-from shared.policy import load_packs
-from shared.settings import REPO_ROOT
 from tests.integration.test_intake_api import intake_client, submission
 
-TOKEN_SECRET = "development-only-feedback-secret"
+TOKEN_SECRET = b"development-only-feedback-secret"
 
 
 def _token(complaint_no: str) -> str:
-    return Intake(None, load_packs(REPO_ROOT / "policy-packs"), TOKEN_SECRET).feedback_token(  # type: ignore[arg-type]
-        complaint_no
-    )
+    return feedback_token(TOKEN_SECRET, complaint_no)
 
 
 async def test_a_case_goes_through_its_life_and_every_step_is_an_event(database_url: str) -> None:

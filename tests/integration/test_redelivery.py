@@ -15,7 +15,7 @@ from services.notify.settings import NotifySettings
 from services.routing.app import build_app as build_routing
 from services.sla.app import build_app as build_sla
 from shared.settings import ServiceSettings
-from shared.topics import INTAKE
+from shared.topics import Topics
 from tests.contracts.golden import golden_samples
 from tests.support.infra import Infra
 from tests.support.kafka import read_records
@@ -52,11 +52,12 @@ async def _counts(database_url: str) -> dict[str, int]:
 
 
 async def test_a_redelivered_complaint_is_assigned_clocked_and_acknowledged_once(
-    infra: Infra, database_url: str
+    infra: Infra, database_url: str, topics: Topics
 ) -> None:
     common = {
         "database_url": database_url,
         "kafka_bootstrap_servers": infra.kafka_bootstrap_servers,
+        "complaints_topic_namespace": topics.namespace,
     }
     sender = RecordingSender()
     apps = [
@@ -80,20 +81,20 @@ async def test_a_redelivered_complaint_is_assigned_clocked_and_acknowledged_once
     }
     try:
         for _ in range(3):
-            await producer.send_and_wait(INTAKE.name, raw, key=complaint_no.encode())
+            await producer.send_and_wait(topics.intake.name, raw, key=complaint_no.encode())
         for _ in range(150):
             if await _counts(database_url) == once:
                 break
             await asyncio.sleep(0.2)
         # A late redelivery, after the effects are committed, changes nothing either.
-        await producer.send_and_wait(INTAKE.name, raw, key=complaint_no.encode())
+        await producer.send_and_wait(topics.intake.name, raw, key=complaint_no.encode())
         await asyncio.sleep(3)
         assert await _counts(database_url) == once
         assert len(sender.sent) == 1
         assert complaint_no in sender.sent[0]["Subject"]
         # Duplicates were skipped by the inbox, not rejected by a constraint and dead-lettered.
         dead = await read_records(
-            infra.kafka_bootstrap_servers, INTAKE.dead_letter, expected=0, timeout=1
+            infra.kafka_bootstrap_servers, topics.intake.dead_letter, expected=0, timeout=1
         )
         assert [r for r in dead if r.key == complaint_no.encode()] == []
     finally:
