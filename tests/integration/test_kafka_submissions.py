@@ -1,0 +1,104 @@
+"""Branch systems submitting over Kafka: the same validation and outcome as over HTTP."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+
+from shared.topics import Topics
+from tests.integration.test_intake_api import submission
+from tests.support.infra import Infra
+from tests.support.intake import running_intake, wait_for
+from tests.support.kafka import read_records
+
+
+async def _count(database_url: str, sql: str) -> int:
+    conn = await asyncpg.connect(database_url)
+    try:
+        return int(await conn.fetchval(sql))
+    finally:
+        await conn.close()
+
+
+async def _produce(bootstrap: str, topic: str, *messages: bytes | dict[str, Any]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        for message in messages:
+            raw = message if isinstance(message, bytes) else json.dumps(message).encode()
+            await producer.send_and_wait(topic, raw, key=b"hotel-demo")
+    finally:
+        await producer.stop()
+
+
+async def test_a_kafka_submission_is_numbered_and_its_outcome_published(
+    infra: Infra, database_url: str, topics: Topics
+) -> None:
+    bootstrap = infra.kafka_bootstrap_servers
+    async with running_intake(database_url, bootstrap, topics) as client:
+        first = submission(submission_id="pms-1001")
+        await _produce(bootstrap, topics.submitted.name, first, first)
+
+        async def one_complaint() -> bool:
+            return await _count(database_url, "SELECT count(*) FROM intake.complaints") == 1
+
+        await wait_for(one_complaint)
+        outcomes = await read_records(bootstrap, topics.submission_outcomes.name, expected=1)
+        accepted = json.loads(outcomes[0].value)
+        assert len(outcomes) == 1
+        assert outcomes[0].key == b"hotel-demo"
+        assert accepted["event_type"] == "SubmissionAccepted"
+        assert accepted["submission_id"] == "pms-1001"
+        assert accepted["duplicate"] is False
+        number = accepted["complaint_no"]
+
+        # The branch retries over HTTP with the same id: the same complaint comes back.
+        retried = await client.post(
+            "/v1/complaints", json=submission(), headers={"Idempotency-Key": "pms-1001"}
+        )
+        assert retried.status_code == 201
+        assert retried.json()["complaint_no"] == number
+        view = (await client.get(f"/v1/complaints/{number}")).json()
+        assert view["submission_id"] == "pms-1001"
+    assert await _count(database_url, "SELECT count(*) FROM intake.complaints") == 1
+
+
+async def test_bad_kafka_submissions_are_rejected_dead_lettered_and_the_partition_flows(
+    infra: Infra, database_url: str, topics: Topics
+) -> None:
+    bootstrap = infra.kafka_bootstrap_servers
+    async with running_intake(database_url, bootstrap, topics):
+        await _produce(
+            bootstrap,
+            topics.submitted.name,
+            b"\xff not json",
+            submission(submission_id="pms-2001", category="weather"),
+            submission(submission_id="pms-2002", customer={"name": "x", "type": "alien"}),
+            submission(),  # no submission_id: Kafka needs one
+            submission(submission_id="pms-2003"),
+        )
+
+        async def accepted_last() -> bool:
+            return await _count(database_url, "SELECT count(*) FROM intake.complaints") == 1
+
+        await wait_for(accepted_last)
+        outcomes = await read_records(bootstrap, topics.submission_outcomes.name, expected=3)
+        dead = await read_records(bootstrap, topics.submitted.dead_letter, expected=4)
+
+    by_id = {json.loads(r.value)["submission_id"]: json.loads(r.value) for r in outcomes}
+    assert set(by_id) == {"pms-2001", "pms-2002", "pms-2003"}
+    assert by_id["pms-2001"]["event_type"] == "SubmissionRejected"
+    assert by_id["pms-2001"]["errors"][0]["loc"] == ["category"]
+    assert "facilities" in by_id["pms-2001"]["errors"][0]["msg"]
+    assert {tuple(e["loc"]) for e in by_id["pms-2002"]["errors"]} == {("customer", "type")}
+    assert by_id["pms-2003"]["event_type"] == "SubmissionAccepted"
+    assert len(dead) == 4
+    headers = [{k: v.decode() for k, v in record.headers} for record in dead]
+    assert [h["dlq.original_offset"] for h in headers] == ["0", "1", "2", "3"]
+    assert "not JSON" in headers[0]["dlq.error"]
+    assert "category" in headers[1]["dlq.error"]
+    assert "submission_id: required on Kafka" in headers[3]["dlq.error"]
+    assert all(h["dlq.original_topic"] == topics.submitted.name for h in headers)
