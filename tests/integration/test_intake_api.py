@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 from collections.abc import AsyncIterator
@@ -13,9 +14,11 @@ from zoneinfo import ZoneInfo
 import asyncpg
 import httpx
 
-from services.intake.app import build_app
+from services.intake import store
+from services.intake.app import MIGRATIONS, build_app
 from services.intake.settings import IntakeSettings
 from shared.contracts import ComplaintReceived, decode_event
+from shared.db import apply_migrations
 from tests.support.tcp_proxy import TcpProxy
 
 
@@ -278,3 +281,23 @@ async def test_oversized_control_characters_and_bad_contacts_are_refused(
     assert "fo-supervisor" in staff.json()["detail"][0]["msg"]
     assert both.status_code == 422
     assert await _count(database_url, "SELECT count(*) FROM intake.complaints") == 0
+
+
+async def test_ordinals_restart_each_year_and_a_rollback_leaves_no_gap(
+    database_url: str,
+) -> None:
+    await apply_migrations(database_url, "intake", MIGRATIONS)
+    conn = await asyncpg.connect(database_url, server_settings={"search_path": "intake"})
+    try:
+        ordinals = [await store.next_ordinal(conn, 2026) for _ in range(3)]
+        new_year = await store.next_ordinal(conn, 2027)
+        with contextlib.suppress(RuntimeError):
+            async with conn.transaction():
+                await store.next_ordinal(conn, 2026)
+                raise RuntimeError("the complaint could not be stored")
+        after_rollback = await store.next_ordinal(conn, 2026)
+    finally:
+        await conn.close()
+    assert ordinals == [1, 2, 3]
+    assert new_year == 1
+    assert after_rollback == 4
