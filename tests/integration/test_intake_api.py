@@ -19,6 +19,7 @@ from services.intake.app import MIGRATIONS, build_app
 from services.intake.settings import IntakeSettings
 from shared.contracts import ComplaintReceived, decode_event
 from shared.db import apply_migrations
+from tests.support.db import scalar
 from tests.support.tcp_proxy import TcpProxy
 
 
@@ -58,14 +59,6 @@ def submission(**overrides: Any) -> dict[str, Any]:
     }
     body.update(overrides)
     return body
-
-
-async def _count(database_url: str, sql: str) -> int:
-    conn = await asyncpg.connect(database_url)
-    try:
-        return int(await conn.fetchval(sql))
-    finally:
-        await conn.close()
 
 
 async def test_a_complaint_is_numbered_stored_and_its_event_held_in_the_outbox(
@@ -115,8 +108,8 @@ async def test_invalid_fields_are_each_named_and_nothing_is_stored(database_url:
         ("body", "customer", "email"),
         ("body", "description"),
     }
-    assert await _count(database_url, "SELECT count(*) FROM intake.complaints") == 0
-    assert await _count(database_url, "SELECT count(*) FROM intake.outbox") == 0
+    assert await scalar(database_url, "SELECT count(*) FROM intake.complaints") == 0
+    assert await scalar(database_url, "SELECT count(*) FROM intake.outbox") == 0
 
 
 async def test_unknown_branch_and_category_are_refused_with_the_allowed_values(
@@ -134,7 +127,7 @@ async def test_unknown_branch_and_category_are_refused_with_the_allowed_values(
     assert "facilities" in category.json()["detail"][0]["msg"]
     assert category.json()["detail"][0]["loc"] == ["body", "category"]
     assert not_json.status_code == 422
-    assert await _count(database_url, "SELECT count(*) FROM intake.complaints") == 0
+    assert await scalar(database_url, "SELECT count(*) FROM intake.complaints") == 0
 
 
 async def test_concurrent_submissions_to_two_instances_get_unique_consecutive_numbers(
@@ -167,7 +160,7 @@ async def test_without_the_database_intake_answers_503_and_records_nothing(
     assert refused.status_code == 503
     assert "nothing was recorded" in refused.json()["detail"]
     assert refused.headers["retry-after"] == "5"
-    assert await _count(database_url, "SELECT count(*) FROM intake.complaints") == 1
+    assert await scalar(database_url, "SELECT count(*) FROM intake.complaints") == 1
 
 
 async def test_the_full_intake_record_is_kept_and_shown_with_its_history(
@@ -241,7 +234,7 @@ async def test_a_retried_submission_gets_the_same_complaint_and_a_changed_one_40
     assert changed.status_code == 409
     assert first.json()["complaint_no"] in changed.json()["detail"]
     assert other_branch_key.json()["complaint_no"] != first.json()["complaint_no"]
-    assert await _count(database_url, "SELECT count(*) FROM intake.complaints") == 2
+    assert await scalar(database_url, "SELECT count(*) FROM intake.complaints") == 2
 
 
 async def test_oversized_control_characters_and_bad_contacts_are_refused(
@@ -280,7 +273,7 @@ async def test_oversized_control_characters_and_bad_contacts_are_refused(
     assert staff.status_code == 422
     assert "fo-supervisor" in staff.json()["detail"][0]["msg"]
     assert both.status_code == 422
-    assert await _count(database_url, "SELECT count(*) FROM intake.complaints") == 0
+    assert await scalar(database_url, "SELECT count(*) FROM intake.complaints") == 0
 
 
 async def test_ordinals_restart_each_year_and_a_rollback_leaves_no_gap(

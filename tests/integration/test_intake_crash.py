@@ -6,7 +6,6 @@ import asyncio
 import signal
 from pathlib import Path
 
-import asyncpg
 import httpx
 
 from services.routing.app import build_app as build_routing
@@ -14,6 +13,7 @@ from shared.contracts import ComplaintReceived, decode_event
 from shared.settings import ServiceSettings
 from shared.topics import Topics
 from tests.integration.test_intake_api import submission
+from tests.support.db import scalar
 from tests.support.infra import Infra
 from tests.support.intake import wait_for
 from tests.support.kafka import read_records
@@ -21,14 +21,6 @@ from tests.support.processes import Platform, free_port, platform_env
 
 SUBMISSIONS = 300
 CLIENTS = 10
-
-
-async def _scalar(database_url: str, sql: str) -> int:
-    conn = await asyncpg.connect(database_url)
-    try:
-        return int(await conn.fetchval(sql))
-    finally:
-        await conn.close()
 
 
 async def test_intake_killed_mid_load_loses_and_doubles_nothing(
@@ -97,7 +89,7 @@ async def test_intake_killed_mid_load_loses_and_doubles_nothing(
             await asyncio.gather(killer(), *(branch_client(client) for _ in range(CLIENTS)))
 
         async def all_assigned() -> bool:
-            count = await _scalar(database_url, "SELECT count(*) FROM routing.assignments")
+            count = await scalar(database_url, "SELECT count(*) FROM routing.assignments")
             return count >= SUBMISSIONS
 
         await wait_for(all_assigned, timeout=120)
@@ -112,8 +104,8 @@ async def test_intake_killed_mid_load_loses_and_doubles_nothing(
     assert len(accepted) == SUBMISSIONS
     numbers = set(accepted.values())
     assert len(numbers) == SUBMISSIONS
-    assert await _scalar(database_url, "SELECT count(*) FROM intake.complaints") == SUBMISSIONS
-    assert await _scalar(database_url, "SELECT count(*) FROM routing.assignments") == SUBMISSIONS
+    assert await scalar(database_url, "SELECT count(*) FROM intake.complaints") == SUBMISSIONS
+    assert await scalar(database_url, "SELECT count(*) FROM routing.assignments") == SUBMISSIONS
     records = await read_records(
         infra.kafka_bootstrap_servers, topics.intake.name, expected=SUBMISSIONS * 2, timeout=30
     )

@@ -7,7 +7,6 @@ import json
 import random
 from pathlib import Path
 
-import asyncpg
 from aiokafka import AIOKafkaProducer
 
 from services.routing.app import build_app as build_routing
@@ -15,20 +14,13 @@ from shared.contracts import ComplaintReceived, decode_event
 from shared.settings import ServiceSettings
 from shared.topics import Topics
 from tests.integration.test_intake_api import submission
+from tests.support.db import scalar
 from tests.support.infra import Infra
 from tests.support.intake import hotel_with_branches, running_intake, wait_for
 from tests.support.kafka import read_records
 
 BRANCHES = 20
 PER_BRANCH = 50
-
-
-async def _scalar(database_url: str, sql: str) -> int:
-    conn = await asyncpg.connect(database_url)
-    try:
-        return int(await conn.fetchval(sql))
-    finally:
-        await conn.close()
 
 
 async def test_twenty_branches_retrying_over_http_and_kafka_make_exactly_1000_complaints(
@@ -80,13 +72,13 @@ async def test_twenty_branches_retrying_over_http_and_kafka_make_exactly_1000_co
             await producer.flush()
 
             async def all_numbered() -> bool:
-                count = await _scalar(database_url, "SELECT count(*) FROM intake.complaints")
+                count = await scalar(database_url, "SELECT count(*) FROM intake.complaints")
                 return count >= BRANCHES * PER_BRANCH
 
             await wait_for(all_numbered, timeout=180)
 
             async def all_assigned() -> bool:
-                count = await _scalar(database_url, "SELECT count(*) FROM routing.assignments")
+                count = await scalar(database_url, "SELECT count(*) FROM routing.assignments")
                 return count >= BRANCHES * PER_BRANCH
 
             await wait_for(all_assigned, timeout=180)
@@ -98,15 +90,15 @@ async def test_twenty_branches_retrying_over_http_and_kafka_make_exactly_1000_co
 
     total = BRANCHES * PER_BRANCH
     assert set(http_statuses) == {201}
-    assert await _scalar(database_url, "SELECT count(*) FROM intake.complaints") == total
+    assert await scalar(database_url, "SELECT count(*) FROM intake.complaints") == total
     assert (
-        await _scalar(database_url, "SELECT count(DISTINCT complaint_no) FROM intake.complaints")
+        await scalar(database_url, "SELECT count(DISTINCT complaint_no) FROM intake.complaints")
         == total
     )
-    assert await _scalar(database_url, "SELECT count(*) FROM intake.submissions") == total
-    ordinals = await _scalar(database_url, "SELECT max(ordinal) FROM intake.complaints")
+    assert await scalar(database_url, "SELECT count(*) FROM intake.submissions") == total
+    ordinals = await scalar(database_url, "SELECT max(ordinal) FROM intake.complaints")
     assert ordinals == total  # no gaps: 1..1000
-    assert await _scalar(database_url, "SELECT count(*) FROM routing.assignments") == total
+    assert await scalar(database_url, "SELECT count(*) FROM routing.assignments") == total
     records = await read_records(bootstrap, topics.intake.name, expected=total * 2, timeout=30)
     received = [
         event

@@ -5,22 +5,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import asyncpg
 from aiokafka import AIOKafkaProducer
 
 from shared.topics import Topics
 from tests.integration.test_intake_api import submission
+from tests.support.db import scalar
 from tests.support.infra import Infra
 from tests.support.intake import running_intake, wait_for
 from tests.support.kafka import read_records
-
-
-async def _count(database_url: str, sql: str) -> int:
-    conn = await asyncpg.connect(database_url)
-    try:
-        return int(await conn.fetchval(sql))
-    finally:
-        await conn.close()
 
 
 async def _produce(bootstrap: str, topic: str, *messages: bytes | dict[str, Any]) -> None:
@@ -43,7 +35,7 @@ async def test_a_kafka_submission_is_numbered_and_its_outcome_published(
         await _produce(bootstrap, topics.submitted.name, first, first)
 
         async def one_complaint() -> bool:
-            return await _count(database_url, "SELECT count(*) FROM intake.complaints") == 1
+            return await scalar(database_url, "SELECT count(*) FROM intake.complaints") == 1
 
         await wait_for(one_complaint)
         outcomes = await read_records(bootstrap, topics.submission_outcomes.name, expected=1)
@@ -63,7 +55,7 @@ async def test_a_kafka_submission_is_numbered_and_its_outcome_published(
         assert retried.json()["complaint_no"] == number
         view = (await client.get(f"/v1/complaints/{number}")).json()
         assert view["submission_id"] == "pms-1001"
-    assert await _count(database_url, "SELECT count(*) FROM intake.complaints") == 1
+    assert await scalar(database_url, "SELECT count(*) FROM intake.complaints") == 1
 
 
 async def test_bad_kafka_submissions_are_rejected_dead_lettered_and_the_partition_flows(
@@ -82,7 +74,7 @@ async def test_bad_kafka_submissions_are_rejected_dead_lettered_and_the_partitio
         )
 
         async def accepted_last() -> bool:
-            return await _count(database_url, "SELECT count(*) FROM intake.complaints") == 1
+            return await scalar(database_url, "SELECT count(*) FROM intake.complaints") == 1
 
         await wait_for(accepted_last)
         outcomes = await read_records(bootstrap, topics.submission_outcomes.name, expected=3)
