@@ -11,7 +11,8 @@ import asyncpg
 from faststream import FastStream
 from faststream.kafka import KafkaBroker
 
-from shared.runtime import service_database
+from shared.policy import LivePacks
+from shared.runtime import service_database, watching
 from shared.settings import ServiceSettings
 
 
@@ -51,10 +52,14 @@ def consumer_app(
     holder: PoolHolder,
     *,
     with_relay: bool,
+    packs: LivePacks | None = None,
 ) -> FastStream:
     @asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:
-        async with service_database(settings, schema, migrations, with_relay=with_relay) as pool:
+        async with (
+            service_database(settings, schema, migrations, with_relay=with_relay) as pool,
+            watching(packs),
+        ):
             holder.attach(pool)
             yield
             holder.attach(None)

@@ -6,15 +6,20 @@ with it. Loading fails with the file, the field and what is wrong.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import re
+from datetime import datetime, time
+from enum import StrEnum
 from pathlib import Path
 from typing import Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import structlog
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from shared.contracts.intake import CustomerType, Region, Severity
+from shared.contracts.submissions import Channel, CustomerType, Region, Severity
 
 _SLUG = r"^[a-z][a-z0-9-]*$"
 
@@ -32,6 +37,14 @@ class Label(_Model):
     en: str = Field(min_length=1)
 
 
+def _check_timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {value!r}") from exc
+    return value
+
+
 class Branch(_Model):
     id: str = Field(pattern=_SLUG)
     name: Label
@@ -40,11 +53,63 @@ class Branch(_Model):
     @field_validator("timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown time zone {value!r}") from exc
+        return _check_timezone(value)
+
+
+class Weekday(StrEnum):
+    MON = "mon"
+    TUE = "tue"
+    WED = "wed"
+    THU = "thu"
+    FRI = "fri"
+    SAT = "sat"
+    SUN = "sun"
+
+
+_SHIFT = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$")
+
+
+def _parse_shift(text: str) -> tuple[time, time]:
+    match = _SHIFT.match(text)
+    if match is None:
+        raise ValueError(f"shift {text!r} must look like 08:30-12:00")
+    start = time(int(match.group(1)), int(match.group(2)))
+    end_hour, end_minute = int(match.group(3)), int(match.group(4))
+    end = time.max if end_hour == 24 else time(end_hour, end_minute)
+    if end <= start:
+        raise ValueError(f"shift {text!r} ends before it starts")
+    return start, end
+
+
+class Calendar(_Model):
+    """Working hours (001 5.2: Mon–Fri 08:30–12:00 and 13:00–17:00, Sat–Sun 09:00–17:00)."""
+
+    id: str = Field(pattern=_SLUG)
+    timezone: str = "Asia/Shanghai"
+    weekly: dict[Weekday, tuple[str, ...]]
+    seed: str | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        return _check_timezone(value)
+
+    @field_validator("weekly")
+    @classmethod
+    def _shifts_parse(cls, value: dict[Weekday, tuple[str, ...]]) -> dict[Weekday, tuple[str, ...]]:
+        for shifts in value.values():
+            for shift in shifts:
+                _parse_shift(shift)
         return value
+
+    def is_working(self, moment: datetime) -> bool:
+        """Whether ``moment`` falls in a shift (weekly hours only; holidays come with sla)."""
+        local = moment.astimezone(ZoneInfo(self.timezone))
+        day = list(Weekday)[local.weekday()]
+        now = local.time()
+        return any(
+            start <= now < end for start, end in (_parse_shift(s) for s in self.weekly.get(day, ()))
+        )
 
 
 class Staff(_Model):
@@ -52,6 +117,39 @@ class Staff(_Model):
     name: str = Field(min_length=1)
     department: str
     role: str = Field(min_length=1)
+    supervisor: str | None = None
+    skills: tuple[str, ...] = ()
+    capacity: int = Field(default=10, ge=1, description="Open cases this person can carry.")
+    calendar: str | None = Field(default=None, description="Defaults to the pack's first.")
+    approves_reassignment: bool = False
+
+
+class Match(_Model):
+    """What a routing rule matches; an empty list matches anything."""
+
+    categories: tuple[str, ...] = ()
+    severities: tuple[Severity, ...] = ()
+    channels: tuple[Channel, ...] = ()
+    customer_types: tuple[CustomerType, ...] = ()
+    regions: tuple[Region, ...] = ()
+    keywords: tuple[str, ...] = Field(
+        default=(), description="Any of these in the description or request (case-insensitive)."
+    )
+
+
+class RoutingRule(_Model):
+    """The first rule whose ``when`` matches decides the department (and maybe the person)."""
+
+    id: str = Field(pattern=_SLUG)
+    when: Match = Match()
+    department: str
+    roles: tuple[str, ...] = Field(default=(), description="Only staff with these roles.")
+    skill: str | None = Field(default=None, description="Only staff with this skill.")
+    assignee: str | None = Field(default=None, description="This person, whatever the load.")
+    also_notify: tuple[str, ...] = Field(
+        default=(), description="Staff ids or department codes told of the case as well."
+    )
+    seed: str = Field(min_length=1)
 
 
 class Department(_Model):
@@ -63,7 +161,7 @@ class Department(_Model):
 class Category(_Model):
     code: str = Field(pattern=_SLUG)
     label: Label
-    department: str
+    department: str = Field(description="Where the category goes when no routing rule matches.")
     seed: str = Field(min_length=1, description="Where in the source document the rule comes from.")
 
 
@@ -73,14 +171,18 @@ class ClockRule(_Model):
     id: str = Field(pattern=_SLUG)
     clock: str = Field(pattern=_SLUG)
     target_hours: float = Field(gt=0)
+    categories: tuple[str, ...] = ()
     customer_types: tuple[CustomerType, ...] = ()
     severities: tuple[Severity, ...] = ()
     regions: tuple[Region, ...] = ()
     seed: str = Field(min_length=1)
 
-    def matches(self, customer_type: CustomerType, severity: Severity, region: Region) -> bool:
+    def matches(
+        self, category: str, customer_type: CustomerType, severity: Severity, region: Region
+    ) -> bool:
         return (
-            (not self.customer_types or customer_type in self.customer_types)
+            (not self.categories or category in self.categories)
+            and (not self.customer_types or customer_type in self.customer_types)
             and (not self.severities or severity in self.severities)
             and (not self.regions or region in self.regions)
         )
@@ -95,6 +197,8 @@ class PolicyPack(_Model):
     departments: tuple[Department, ...] = Field(min_length=1)
     staff: tuple[Staff, ...] = Field(min_length=1)
     categories: tuple[Category, ...] = Field(min_length=1)
+    calendars: tuple[Calendar, ...] = Field(min_length=1)
+    routing: tuple[RoutingRule, ...] = ()
     clocks: tuple[ClockRule, ...] = ()
     version: str = Field(default="", description="Set by the loader: hash of the file.")
 
@@ -115,10 +219,39 @@ class PolicyPack(_Model):
                 raise ValueError(
                     f"category {category.code}: unknown department {category.department!r}"
                 )
+        calendars = {c.id for c in self.calendars}
+        categories = {c.code for c in self.categories}
+        for member in self.staff:
+            if member.supervisor is not None and member.supervisor not in staff:
+                raise ValueError(f"staff {member.id}: unknown supervisor {member.supervisor!r}")
+            if member.calendar is not None and member.calendar not in calendars:
+                raise ValueError(f"staff {member.id}: unknown calendar {member.calendar!r}")
+        for clock in self.clocks:
+            for code in clock.categories:
+                if code not in categories:
+                    raise ValueError(f"clock rule {clock.id}: unknown category {code!r}")
+        for rule in self.routing:
+            where = f"routing rule {rule.id}"
+            if rule.department not in departments:
+                raise ValueError(f"{where}: unknown department {rule.department!r}")
+            for code in rule.when.categories:
+                if code not in categories:
+                    raise ValueError(f"{where}: unknown category {code!r}")
+            if rule.assignee is not None and rule.assignee not in staff:
+                raise ValueError(f"{where}: unknown assignee {rule.assignee!r}")
+            for target in rule.also_notify:
+                if target not in staff and target not in departments:
+                    raise ValueError(f"{where}: also_notify {target!r} is no staff or department")
+            if rule.assignee is None and not self.candidates(
+                rule.department, rule.roles, rule.skill
+            ):
+                raise ValueError(f"{where}: no staff in {rule.department} fits roles and skill")
         for field, codes in (
             ("categories", [c.code for c in self.categories]),
             ("branches", [b.id for b in self.branches]),
             ("clocks", [c.id for c in self.clocks]),
+            ("calendars", [c.id for c in self.calendars]),
+            ("routing", [r.id for r in self.routing]),
         ):
             if len(set(codes)) != len(codes):
                 raise ValueError(f"{field}: duplicate ids")
@@ -132,6 +265,21 @@ class PolicyPack(_Model):
 
     def has_department(self, code: str) -> bool:
         return any(d.code == code for d in self.departments)
+
+    def candidates(
+        self, department: str, roles: tuple[str, ...] = (), skill: str | None = None
+    ) -> list[Staff]:
+        return [
+            s
+            for s in self.staff
+            if s.department == department
+            and (not roles or s.role in roles)
+            and (skill is None or skill in s.skills)
+        ]
+
+    def calendar_of(self, member: Staff) -> Calendar:
+        wanted = member.calendar or self.calendars[0].id
+        return next(c for c in self.calendars if c.id == wanted)
 
     def has_member(self, staff_id: str) -> bool:
         return any(s.id == staff_id for s in self.staff)
@@ -192,3 +340,44 @@ def load_packs(directory: Path) -> PackRegistry:
     if not paths:
         raise PolicyPackError(f"{directory}: no policy packs (*.yaml) found")
     return PackRegistry([load_pack(path) for path in paths])
+
+
+class LivePacks:
+    """The packs in a folder, reloaded when its files change, without a restart.
+
+    A change that does not validate is refused with a logged error and the packs in use
+    stay as they were, so a bad edit never takes a service down. Each decision records
+    the version of the pack that made it.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self._directory = directory
+        self._signature = self._read_signature()
+        self.current = load_packs(directory)
+
+    def _read_signature(self) -> tuple[tuple[str, int, int], ...]:
+        return tuple(
+            (path.name, path.stat().st_mtime_ns, path.stat().st_size)
+            for path in sorted(self._directory.glob("*.yaml"))
+        )
+
+    def reload_if_changed(self) -> bool:
+        """True when a changed folder was loaded; raises PolicyPackError for a bad one."""
+        signature = self._read_signature()
+        if signature == self._signature:
+            return False
+        self._signature = signature
+        self.current = load_packs(self._directory)
+        return True
+
+    async def watch(self, interval: float = 2.0) -> None:
+        """Poll the folder until cancelled (works the same on a mounted ConfigMap)."""
+        log = structlog.get_logger(__name__)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                if self.reload_if_changed():
+                    versions = {name: p.version for name, p in self.current.packs.items()}
+                    log.info("policy packs reloaded", versions=versions)
+            except PolicyPackError as exc:
+                log.error("policy pack change refused; keeping the packs in use", error=str(exc))

@@ -15,6 +15,7 @@ from faststream.kafka import KafkaBroker
 
 from shared.db import apply_migrations, create_pool, is_connection_error
 from shared.outbox import OutboxRelay
+from shared.policy import LivePacks
 from shared.settings import ServiceSettings
 
 log = structlog.get_logger(__name__)
@@ -93,3 +94,18 @@ async def consuming(broker: KafkaBroker) -> AsyncIterator[None]:
         with contextlib.suppress(asyncio.CancelledError):
             await starting
         await broker.stop()
+
+
+@asynccontextmanager
+async def watching(packs: LivePacks | None) -> AsyncIterator[None]:
+    """Policy packs reloaded from their folder while the block runs."""
+    if packs is None:
+        yield
+        return
+    task = asyncio.create_task(packs.watch())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -11,7 +11,17 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.intake.lifecycle import Action
 from shared.contracts.intake import CaseStatus
-from shared.contracts.submissions import Identifier, Money, ShortText, Text
+from shared.contracts.submissions import (
+    Channel,
+    CustomerType,
+    Identifier,
+    Language,
+    Money,
+    Region,
+    Severity,
+    ShortText,
+    Text,
+)
 
 SUBMISSION_EXAMPLE: dict[str, Any] = {
     "branch_id": "hotel-demo",
@@ -220,3 +230,29 @@ class CaseView(BaseModel):
     correlation_id: str
     allowed_actions: list[Action]
     history: list[HistoryEntry]
+
+
+class LabelView(BaseModel):
+    zh: str
+    en: str
+
+
+class CategoryView(BaseModel):
+    code: str
+    label: LabelView
+
+
+class BranchForm(BaseModel):
+    """What a branch system needs to build its complaint form."""
+
+    branch_id: str
+    name: LabelView
+    timezone: str
+    pack: str
+    pack_version: str
+    categories: list[CategoryView]
+    channels: list[Channel]
+    customer_types: list[CustomerType]
+    severities: list[Severity]
+    regions: list[Region]
+    languages: list[Language]

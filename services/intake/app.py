@@ -25,13 +25,16 @@ from services.intake.api import (
     ActionRefused,
     AddNote,
     AnswerOnSpot,
+    BranchForm,
     CaseView,
+    CategoryView,
     Close,
     CommunicateDecision,
     ComplaintAccepted,
     Escalate,
     Feedback,
     Hold,
+    LabelView,
     MarkNotUpheld,
     Problem,
     RecordCompensation,
@@ -57,11 +60,18 @@ from shared.consumer import subscribe_events
 from shared.consumer_app import new_broker
 from shared.contracts import ComplaintAssigned, Event
 from shared.contracts.intake import CaseStatus
-from shared.contracts.submissions import SubmitComplaint
+from shared.contracts.submissions import (
+    Channel,
+    CustomerType,
+    Language,
+    Region,
+    Severity,
+    SubmitComplaint,
+)
 from shared.http import BodySizeLimit, answer_503_when_database_down
 from shared.logging import configure_logging
-from shared.policy import load_packs
-from shared.runtime import consuming, service_database
+from shared.policy import LivePacks
+from shared.runtime import consuming, service_database, watching
 from shared.topics import Topics
 
 SCHEMA = "intake"
@@ -88,7 +98,7 @@ class _Holder:
 
 def build_app(settings: IntakeSettings) -> FastAPI:
     configure_logging("intake", settings.log_level)
-    packs = load_packs(settings.policy_packs_dir)
+    packs = LivePacks(settings.policy_packs_dir)
     topics = Topics.in_namespace(settings.complaints_topic_namespace)
     holder = _Holder()
     broker = new_broker(settings, "intake")
@@ -102,7 +112,10 @@ def build_app(settings: IntakeSettings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with service_database(settings, SCHEMA, MIGRATIONS, with_relay=True) as pool:
+        async with (
+            service_database(settings, SCHEMA, MIGRATIONS, with_relay=True) as pool,
+            watching(packs),
+        ):
             holder.intake = Intake(pool, packs, topics, settings.feedback_secret.get_secret_value())
             async with consuming(broker):
                 yield
@@ -177,6 +190,32 @@ def build_app(settings: IntakeSettings) -> FastAPI:
             status_code=status.HTTP_201_CREATED,
             content=body.model_dump(mode="json"),
             headers={"Idempotent-Replayed": "true"} if accepted.duplicate else {},
+        )
+
+    @app.get(
+        "/v1/branches/{branch_id}", response_model=BranchForm, responses={404: {"model": Problem}}
+    )
+    async def get_branch(branch_id: Annotated[str, PathParam(max_length=100)]) -> BranchForm:
+        """The branch's pack and vocabularies, to build a complaint form from."""
+        found = packs.current.for_branch(branch_id)
+        if found is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no branch {branch_id}")
+        pack, branch = found
+        return BranchForm(
+            branch_id=branch.id,
+            name=LabelView(zh=branch.name.zh, en=branch.name.en),
+            timezone=branch.timezone,
+            pack=pack.pack,
+            pack_version=pack.version,
+            categories=[
+                CategoryView(code=c.code, label=LabelView(zh=c.label.zh, en=c.label.en))
+                for c in pack.categories
+            ],
+            channels=list(Channel),
+            customer_types=list(CustomerType),
+            severities=list(Severity),
+            regions=list(Region),
+            languages=list(Language),
         )
 
     @app.get(

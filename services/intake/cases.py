@@ -45,7 +45,7 @@ from shared.contracts.submissions import SubmissionOutcome, SubmitComplaint
 from shared.db import DbConnection
 from shared.inbox import first_delivery
 from shared.outbox import enqueue
-from shared.policy import Branch, PackRegistry, PolicyPack
+from shared.policy import Branch, LivePacks, PolicyPack
 from shared.topics import Topics
 
 log = structlog.get_logger("intake")
@@ -130,7 +130,7 @@ OutcomeFactory = Callable[[Accepted], SubmissionOutcome]
 
 class Intake:
     def __init__(
-        self, pool: asyncpg.Pool, packs: PackRegistry, topics: Topics, feedback_secret: str
+        self, pool: asyncpg.Pool, packs: LivePacks, topics: Topics, feedback_secret: str
     ) -> None:
         self._pool = pool
         self._topics = topics
@@ -145,12 +145,12 @@ class Intake:
 
     def check(self, submission: SubmitComplaint) -> tuple[PolicyPack, Branch]:
         """The branch's pack, if the submission only names what the pack defines."""
-        found = self._packs.for_branch(submission.branch_id)
+        found = self._packs.current.for_branch(submission.branch_id)
         if found is None:
             raise _refused(
                 "branch_id",
                 f"unknown branch {submission.branch_id!r}; known branches: "
-                + ", ".join(self._packs.branch_ids()),
+                + ", ".join(self._packs.current.branch_ids()),
             )
         pack, branch = found
         if pack.category(submission.category) is None:
@@ -376,7 +376,7 @@ class Intake:
     def _check_references(
         self, case: store.CaseRow, actor: str, payload: dict[str, Any], *, staff_only: bool
     ) -> None:
-        pack = self._packs.require(case.pack)
+        pack = self._packs.current.require(case.pack)
         if staff_only and not pack.has_member(actor):
             raise InvalidReferenceError(
                 "actor", f"{actor!r} is not on the staff of branch {case.branch_id}"

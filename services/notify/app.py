@@ -29,7 +29,7 @@ from shared.contracts import ComplaintReceived, Event, NotificationFailed, Notif
 from shared.inbox import first_delivery
 from shared.logging import configure_logging
 from shared.outbox import enqueue
-from shared.policy import load_packs
+from shared.policy import LivePacks
 from shared.redact import mask_email
 from shared.topics import Topics
 
@@ -48,7 +48,7 @@ def notification_key(source_event_id: uuid.UUID, recipient: str, template: str) 
 
 def build_app(settings: NotifySettings, sender: EmailSender | None = None) -> FastStream:
     configure_logging("notify", settings.log_level)
-    packs = load_packs(settings.policy_packs_dir)
+    packs = LivePacks(settings.policy_packs_dir)
     mailer: EmailSender = sender or SmtpSender(settings)
     topics = Topics.in_namespace(settings.complaints_topic_namespace)
     holder = PoolHolder()
@@ -92,7 +92,7 @@ def build_app(settings: NotifySettings, sender: EmailSender | None = None) -> Fa
                 language=language,
             ):
                 return
-        found = packs.for_branch(event.branch_id)
+        found = packs.current.for_branch(event.branch_id)
         timezone = ZoneInfo(found[1].timezone if found else "Asia/Shanghai")
         rendered = render(
             ACKNOWLEDGEMENT,
@@ -125,4 +125,4 @@ def build_app(settings: NotifySettings, sender: EmailSender | None = None) -> Fa
         log.info("acknowledgement " + ("sent" if error is None else "failed"), attempts=attempts)
 
     subscribe_events(broker, [topics.intake], group_id="notify", handle=on_intake_event)
-    return consumer_app(broker, settings, SCHEMA, MIGRATIONS, holder, with_relay=True)
+    return consumer_app(broker, settings, SCHEMA, MIGRATIONS, holder, with_relay=True, packs=packs)

@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import structlog
 from faststream import FastStream
 
 from services.routing import store
-from services.routing.domain import decide
+from services.routing.domain import RoutingInput, choose, target
 from shared.consumer import subscribe_events
 from shared.consumer_app import PoolHolder, consumer_app, new_broker
 from shared.contracts import ComplaintAssigned, ComplaintReceived, Event
-from shared.contracts.routing import Assignee
+from shared.contracts.intake import ComplaintClosed, ComplaintNotUpheld, ComplaintReopened
+from shared.contracts.routing import Assignee, CandidateConsidered
 from shared.inbox import first_delivery
 from shared.logging import configure_logging
 from shared.outbox import enqueue
-from shared.policy import load_packs
+from shared.policy import LivePacks
 from shared.settings import ServiceSettings
 from shared.topics import Topics
 
@@ -30,31 +32,63 @@ log = structlog.get_logger("routing")
 
 def build_app(settings: ServiceSettings) -> FastStream:
     configure_logging("routing", settings.log_level)
-    packs = load_packs(settings.policy_packs_dir)
+    packs = LivePacks(settings.policy_packs_dir)
     topics = Topics.in_namespace(settings.complaints_topic_namespace)
     holder = PoolHolder()
     broker = new_broker(settings, "routing")
 
     async def on_intake_event(event: Event) -> None:
-        if not isinstance(event, ComplaintReceived):
-            return
-        pack = packs.require(event.pack)
-        decision = decide(pack, event.category)
-        assigned = ComplaintAssigned.caused_by(
-            event,
-            producer="routing",
-            department=decision.department,
-            assignee=Assignee(staff_id=decision.assignee_id, name=decision.assignee_name),
-            rule=decision.rule,
-            pack=pack.pack,
-            pack_version=pack.version,
+        if isinstance(event, ComplaintReceived):
+            await assign(event)
+        elif isinstance(event, ComplaintClosed | ComplaintNotUpheld | ComplaintReopened):
+            async with holder.pool.acquire() as conn, conn.transaction():
+                if await first_delivery(conn, event):
+                    opened = isinstance(event, ComplaintReopened)
+                    await store.set_open(conn, event.complaint_no, open_now=opened)
+
+    async def assign(event: ComplaintReceived) -> None:
+        pack = packs.current.require(event.pack)
+        complaint = RoutingInput(
+            category=event.category,
+            severity=event.severity,
+            channel=event.channel,
+            customer_type=event.customer.type,
+            region=event.region,
+            text=f"{event.description}\n{event.customer_request or ''}",
         )
+        to = target(pack, complaint)
         async with holder.pool.acquire() as conn, conn.transaction():
             if not await first_delivery(conn, event):
                 return
+            await store.lock_department(conn, pack.pack, to.department)
+            loads = await store.loads(conn, pack.pack, [member.id for member in to.pool])
+            decision = choose(pack, to, loads, datetime.now(UTC))
             await store.record_assignment(conn, event, decision, pack)
-            await enqueue(conn, topics.routing.name, assigned)
-        log.info("complaint assigned", department=decision.department, rule=decision.rule)
+            await enqueue(
+                conn,
+                topics.routing.name,
+                ComplaintAssigned.caused_by(
+                    event,
+                    producer="routing",
+                    department=decision.department,
+                    assignee=Assignee(staff_id=decision.assignee_id, name=decision.assignee_name),
+                    rule=decision.rule,
+                    pack=pack.pack,
+                    pack_version=pack.version,
+                    also_notify=decision.also_notify,
+                    candidates=tuple(
+                        CandidateConsidered(**candidate.__dict__)
+                        for candidate in decision.candidates
+                    ),
+                    reason=decision.reason,
+                ),
+            )
+        log.info(
+            "complaint assigned",
+            department=decision.department,
+            assignee=decision.assignee_id,
+            rule=decision.rule,
+        )
 
     subscribe_events(broker, [topics.intake], group_id="routing", handle=on_intake_event)
-    return consumer_app(broker, settings, SCHEMA, MIGRATIONS, holder, with_relay=True)
+    return consumer_app(broker, settings, SCHEMA, MIGRATIONS, holder, with_relay=True, packs=packs)

@@ -1,6 +1,9 @@
-"""Routing's table: the current assignment of each complaint."""
+"""Routing's tables: assignments and each person's open cases."""
 
 from __future__ import annotations
+
+import json
+import zlib
 
 from services.routing.domain import Decision
 from shared.contracts import ComplaintReceived
@@ -8,13 +11,40 @@ from shared.db import DbConnection
 from shared.policy import PolicyPack
 
 
+async def lock_department(conn: DbConnection, pack: str, department: str) -> None:
+    """Serialise decisions for one department across instances until the transaction ends."""
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock($1)", zlib.crc32(f"routing/{pack}/{department}".encode())
+    )
+
+
+async def loads(conn: DbConnection, pack: str, staff_ids: list[str]) -> dict[str, int]:
+    rows = await conn.fetch(
+        "SELECT staff_id, open_cases FROM staff_load WHERE pack = $1 AND staff_id = ANY($2)",
+        pack,
+        staff_ids,
+    )
+    return {row["staff_id"]: row["open_cases"] for row in rows}
+
+
+async def _change_load(conn: DbConnection, pack: str, staff_id: str, delta: int) -> None:
+    await conn.execute(
+        """INSERT INTO staff_load (pack, staff_id, open_cases) VALUES ($1, $2, GREATEST($3, 0))
+           ON CONFLICT (pack, staff_id)
+           DO UPDATE SET open_cases = GREATEST(staff_load.open_cases + $3, 0)""",
+        pack,
+        staff_id,
+        delta,
+    )
+
+
 async def record_assignment(
     conn: DbConnection, event: ComplaintReceived, decision: Decision, pack: PolicyPack
 ) -> None:
     await conn.execute(
         """INSERT INTO assignments (complaint_no, branch_id, department, assignee_id, rule,
-               pack, pack_version)
-           VALUES ($1, $2, $3, $4, $5, $6, $7)""",
+               pack, pack_version, also_notify, candidates, reason)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)""",
         event.complaint_no,
         event.branch_id,
         decision.department,
@@ -22,4 +52,20 @@ async def record_assignment(
         decision.rule,
         pack.pack,
         pack.version,
+        list(decision.also_notify),
+        json.dumps([c.__dict__ for c in decision.candidates]),
+        decision.reason,
     )
+    await _change_load(conn, pack.pack, decision.assignee_id, +1)
+
+
+async def set_open(conn: DbConnection, complaint_no: str, *, open_now: bool) -> None:
+    """The case finished (or came back): the assignee's load follows, once."""
+    row = await conn.fetchrow(
+        """UPDATE assignments SET open = $2 WHERE complaint_no = $1 AND open <> $2
+           RETURNING pack, assignee_id""",
+        complaint_no,
+        open_now,
+    )
+    if row is not None and row["assignee_id"] is not None:
+        await _change_load(conn, row["pack"], row["assignee_id"], +1 if open_now else -1)

@@ -15,7 +15,7 @@ from shared.contracts import ClockStarted, ComplaintReceived, Event
 from shared.inbox import first_delivery
 from shared.logging import configure_logging
 from shared.outbox import enqueue
-from shared.policy import load_packs
+from shared.policy import LivePacks
 from shared.settings import ServiceSettings
 from shared.topics import Topics
 
@@ -29,7 +29,7 @@ log = structlog.get_logger("sla")
 
 def build_app(settings: ServiceSettings) -> FastStream:
     configure_logging("sla", settings.log_level)
-    packs = load_packs(settings.policy_packs_dir)
+    packs = LivePacks(settings.policy_packs_dir)
     topics = Topics.in_namespace(settings.complaints_topic_namespace)
     holder = PoolHolder()
     broker = new_broker(settings, "sla")
@@ -37,10 +37,11 @@ def build_app(settings: ServiceSettings) -> FastStream:
     async def on_intake_event(event: Event) -> None:
         if not isinstance(event, ComplaintReceived):
             return
-        pack = packs.require(event.pack)
+        pack = packs.current.require(event.pack)
         clocks = plan_clocks(
             pack,
             complaint_no=event.complaint_no,
+            category=event.category,
             customer_type=event.customer.type,
             severity=event.severity,
             region=event.region,
@@ -67,4 +68,4 @@ def build_app(settings: ServiceSettings) -> FastStream:
         log.info("clocks started", clocks=[c.name for c in clocks])
 
     subscribe_events(broker, [topics.intake], group_id="sla", handle=on_intake_event)
-    return consumer_app(broker, settings, SCHEMA, MIGRATIONS, holder, with_relay=True)
+    return consumer_app(broker, settings, SCHEMA, MIGRATIONS, holder, with_relay=True, packs=packs)

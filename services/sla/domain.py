@@ -31,6 +31,7 @@ def plan_clocks(
     pack: PolicyPack,
     *,
     complaint_no: str,
+    category: str,
     customer_type: CustomerType,
     severity: Severity,
     region: Region,
@@ -39,7 +40,7 @@ def plan_clocks(
     """One clock per clock name: the first rule of that name whose filters match wins."""
     planned: dict[str, PlannedClock] = {}
     for rule in pack.clocks:
-        if rule.clock in planned or not rule.matches(customer_type, severity, region):
+        if rule.clock in planned or not rule.matches(category, customer_type, severity, region):
             continue
         target = timedelta(hours=rule.target_hours)
         planned[rule.clock] = PlannedClock(

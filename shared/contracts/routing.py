@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from shared.contracts.base import Event
 
@@ -14,6 +14,17 @@ class Assignee(BaseModel):
 
     staff_id: str
     name: str
+
+
+class CandidateConsidered(BaseModel):
+    """One person routing weighed, and what it saw."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    staff_id: str
+    open_cases: int
+    capacity: int
+    on_shift: bool
 
 
 class ComplaintAssigned(Event):
@@ -27,3 +38,8 @@ class ComplaintAssigned(Event):
     rule: str
     pack: str
     pack_version: str
+    also_notify: tuple[str, ...] = Field(
+        default=(), description="Staff ids or departments the pack says are told as well."
+    )
+    candidates: tuple[CandidateConsidered, ...] = ()
+    reason: str = Field(default="", description="Why this person among the candidates.")

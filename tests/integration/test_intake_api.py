@@ -294,3 +294,21 @@ async def test_ordinals_restart_each_year_and_a_rollback_leaves_no_gap(
     assert ordinals == [1, 2, 3]
     assert new_year == 1
     assert after_rollback == 4
+
+
+async def test_a_branch_system_builds_its_form_from_the_pack(database_url: str) -> None:
+    async with intake_client(database_url) as client:
+        form = await client.get("/v1/branches/hotel-demo")
+        missing = await client.get("/v1/branches/nowhere")
+    assert form.status_code == 200
+    body = form.json()
+    assert body["pack"] == "hotel"
+    assert len(body["pack_version"]) == 16
+    assert {
+        "code": "facilities",
+        "label": {"zh": "设施设备", "en": "Facilities and equipment"},
+    } in (body["categories"])
+    assert "in_house_guest" in body["customer_types"]
+    assert body["channels"][0] == "phone"
+    assert body["severities"] == ["normal", "urgent", "major"]
+    assert missing.status_code == 404

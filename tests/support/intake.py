@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import yaml
 
@@ -52,10 +54,16 @@ def hotel_with_branches(folder: Path, count: int) -> list[str]:
 
 
 async def wait_for(condition: Any, timeout: float = 60.0, interval: float = 0.2) -> None:
-    """Poll an async ``condition`` until it is true, failing after ``timeout`` seconds."""
+    """Poll an async ``condition`` until it is true, failing after ``timeout`` seconds.
+
+    A table that does not exist yet (the service is still migrating) counts as not yet.
+    """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    while not await condition():
+    while True:
+        with contextlib.suppress(asyncpg.UndefinedTableError):
+            if await condition():
+                return
         if loop.time() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(interval)

@@ -18,6 +18,7 @@ def _plan(customer_type: CustomerType, received_at: datetime = RECEIVED) -> list
     return plan_clocks(
         HOTEL,
         complaint_no="261122001",
+        category="facilities",
         customer_type=customer_type,
         severity=Severity.NORMAL,
         region=Region.DOMESTIC,

@@ -1,0 +1,117 @@
+"""Routing against the real broker and database: loads, explanations, exactly-once."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+
+from services.routing.app import build_app as build_routing
+from shared.contracts import ComplaintAssigned, decode_event
+from shared.settings import ServiceSettings
+from shared.topics import Topics
+from tests.contracts.golden import golden_samples
+from tests.support.db import scalar
+from tests.support.infra import Infra
+from tests.support.intake import wait_for
+from tests.support.kafka import read_records
+
+
+def received(
+    complaint_no: str, category: str, branch: str = "hotel-demo", pack: str = "hotel", **fields: Any
+) -> dict[str, Any]:
+    return {
+        **golden_samples()["ComplaintReceived"],
+        "event_id": str(uuid.uuid4()),
+        "complaint_no": complaint_no,
+        "branch_id": branch,
+        "pack": pack,
+        "category": category,
+        **fields,
+    }
+
+
+def case_event(kind: str, complaint_no: str, sequence: int) -> dict[str, Any]:
+    return {
+        **golden_samples()[kind],
+        "event_id": str(uuid.uuid4()),
+        "complaint_no": complaint_no,
+        "sequence": sequence,
+    }
+
+
+async def produce(bootstrap: str, topic: str, events: list[dict[str, Any]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    await producer.start()
+    try:
+        for event in events:
+            await producer.send(
+                topic, json.dumps(event).encode(), key=event["complaint_no"].encode()
+            )
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def test_loads_follow_assignments_closures_and_reopenings_once_each(
+    infra: Infra, database_url: str, topics: Topics
+) -> None:
+    bootstrap = infra.kafka_bootstrap_servers
+    routing = build_routing(
+        ServiceSettings(
+            database_url=database_url,
+            kafka_bootstrap_servers=bootstrap,
+            complaints_topic_namespace=topics.namespace,
+        )
+    )
+    run = asyncio.create_task(routing.run())
+    try:
+        first = received("261122101", "unknown-category")
+        second = received("261122102", "unknown-category")
+        closed = case_event("ComplaintClosed", "261122101", 5)
+        await produce(bootstrap, topics.intake.name, [first, first, second])
+
+        async def two_assigned() -> bool:
+            return await scalar(database_url, "SELECT count(*) FROM routing.assignments") == 2
+
+        await wait_for(two_assigned)
+        # Triage spreads the two between the front office's two people, one each.
+        assert (
+            await scalar(
+                database_url, "SELECT count(DISTINCT assignee_id) FROM routing.assignments"
+            )
+            == 2
+        )
+        assert await scalar(database_url, "SELECT sum(open_cases) FROM routing.staff_load") == 2
+
+        await produce(bootstrap, topics.intake.name, [closed, closed])
+
+        async def one_open() -> bool:
+            return await scalar(database_url, "SELECT sum(open_cases) FROM routing.staff_load") == 1
+
+        await wait_for(one_open)
+        reopened = case_event("ComplaintReopened", "261122101", 6)
+        await produce(bootstrap, topics.intake.name, [reopened, reopened])
+
+        async def two_open() -> bool:
+            return await scalar(database_url, "SELECT sum(open_cases) FROM routing.staff_load") == 2
+
+        await wait_for(two_open)
+        await asyncio.sleep(1)
+        assert await scalar(database_url, "SELECT sum(open_cases) FROM routing.staff_load") == 2
+    finally:
+        routing.exit()
+        await run
+
+    records = await read_records(bootstrap, topics.routing.name, expected=2)
+    assigned = [decode_event(r.value) for r in records]
+    assert len(assigned) == 2
+    decision = assigned[0]
+    assert isinstance(decision, ComplaintAssigned)
+    assert decision.rule == "triage"
+    assert len(decision.pack_version) == 16
+    assert {c.staff_id for c in decision.candidates} == {"fo-agent", "fo-supervisor"}
+    assert "candidates" in decision.reason

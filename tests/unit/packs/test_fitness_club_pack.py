@@ -1,0 +1,190 @@
+"""The fitness-club pack (seed 003 六 投诉处理流程, 七 特殊突发事件处理) routes as the seed says."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from tests.unit.packs.routing_cases import pack_named, route
+
+PACK = "fitness-club"
+DUTY = ("duty-managers",)  # 六 1-2, 7-8: the duty manager takes every complaint
+BEYOND = ("duty-managers", "store-manager")  # 六 9-10: written report to the store manager
+INCIDENT = ("store-manager", "duty-managers", "fitness", "membership")  # 七 1-9
+
+CASES = [
+    # (category, text, severity, department, assignee, rule, also_notify)
+    # 六 2-3: the supervisor of the area complained about investigates.
+    (
+        "coaching",
+        "私教上课迟到",
+        "normal",
+        "fitness",
+        "fitness-supervisor",
+        "rule:coaching-supervisor",
+        DUTY,
+    ),
+    (
+        "front-desk",
+        "前台态度冷淡",
+        "normal",
+        "customer-service",
+        "fd-lead-1",
+        "rule:front-desk-supervisor",
+        DUTY,
+    ),
+    (
+        "billing",
+        "续卡多收了钱",
+        "urgent",
+        "customer-service",
+        "cashier-manager",
+        "rule:billing-supervisor",
+        DUTY,
+    ),
+    (
+        "membership",
+        "会籍顾问反复推销",
+        "normal",
+        "membership",
+        "membership-supervisor",
+        "rule:membership-supervisor",
+        DUTY,
+    ),
+    (
+        "cleanliness",
+        "浴室地面有积水",
+        "normal",
+        "cleaning",
+        "cleaning-supervisor",
+        "rule:cleanliness-supervisor",
+        DUTY,
+    ),
+    (
+        "facilities",
+        "跑步机坏了没人修",
+        "normal",
+        "engineering",
+        "eng-supervisor",
+        "rule:facilities-supervisor",
+        DUTY,
+    ),
+    # 六 9-10: beyond authority (major): the supervisor investigates, the store manager is told.
+    (
+        "coaching",
+        "要求退还全部私教课费",
+        "major",
+        "fitness",
+        "fitness-supervisor",
+        "rule:coaching-beyond-authority",
+        BEYOND,
+    ),
+    (
+        "billing",
+        "",
+        "major",
+        "customer-service",
+        "cashier-manager",
+        "rule:billing-beyond-authority",
+        BEYOND,
+    ),
+    # 七: injuries follow the incident flow under the customer-service manager.
+    (
+        "injury-incident",
+        "",
+        "normal",
+        "customer-service",
+        "cs-manager",
+        "rule:incident",
+        INCIDENT,
+    ),
+    (
+        "coaching",
+        "上课时教练动作指导错误，我受伤了",
+        "normal",
+        "customer-service",
+        "cs-manager",
+        "rule:incident-by-keyword",
+        INCIDENT,
+    ),
+    (
+        "facilities",
+        "Got an INJURY from a broken bench",
+        "major",
+        "customer-service",
+        "cs-manager",
+        "rule:incident-by-keyword",
+        INCIDENT,
+    ),
+    # 六 1: what no rule or category decides goes to the duty managers.
+    ("lost-property", "", "normal", "duty-managers", "duty-manager-1", "triage", ()),
+]
+
+
+@pytest.mark.parametrize(
+    ("category", "text", "severity", "department", "assignee", "rule", "also_notify"), CASES
+)
+def test_fitness_club_routing(
+    category: str,
+    text: str,
+    severity: str,
+    department: str,
+    assignee: str,
+    rule: str,
+    also_notify: tuple[str, ...],
+) -> None:
+    decision = route(
+        PACK, category, text=text, severity=severity, channel="walk_in", customer_type="member"
+    )
+    assert (decision.department, decision.assignee_id, decision.rule) == (
+        department,
+        assignee,
+        rule,
+    )
+    assert set(decision.also_notify) == set(also_notify)
+
+
+def test_the_demo_branch_runs_the_fitness_club_pack() -> None:
+    branches = {b.id: b for b in pack_named(PACK).branches}
+    assert branches["fitness-club-demo"].timezone == "Asia/Shanghai"
+
+
+def test_every_category_has_a_rule_that_tells_the_duty_managers() -> None:
+    pack = pack_named(PACK)
+    for category in pack.categories:
+        decision = route(PACK, category.code)
+        assert "duty-managers" in decision.also_notify, category.code
+
+
+def test_a_busy_front_desk_lead_gives_way_to_the_other() -> None:
+    decision = route(PACK, "front-desk", loads={"fd-lead-1": 6, "fd-lead-2": 1})
+    assert decision.assignee_id == "fd-lead-2"
+    assert {c.staff_id for c in decision.candidates} == {"fd-lead-1", "fd-lead-2"}
+
+
+def test_a_full_duty_manager_gives_way_to_the_other() -> None:
+    decision = route(PACK, "lost-property", loads={"duty-manager-1": 15, "duty-manager-2": 3})
+    assert decision.assignee_id == "duty-manager-2"
+
+
+def test_after_closing_nobody_is_on_shift_but_the_case_is_still_assigned() -> None:
+    closed = datetime(2026, 11, 18, 23, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
+    decision = route(PACK, "lost-property", at=closed, loads={"duty-manager-1": 4})
+    assert decision.assignee_id == "duty-manager-2"
+    assert "nobody on shift" in decision.reason
+
+
+def test_the_duty_managers_work_club_hours_every_day() -> None:
+    pack = pack_named(PACK)
+    calendar = pack.calendar_of(pack.member("duty-manager-1"))
+    tz = ZoneInfo("Asia/Shanghai")
+    sunday_evening = datetime(2026, 11, 22, 21, 30, tzinfo=tz)
+    before_opening = datetime(2026, 11, 22, 9, 0, tzinfo=tz)
+    assert calendar.is_working(sunday_evening)
+    assert not calendar.is_working(before_opening)
+
+
+def test_there_are_no_elapsed_time_clocks_in_the_seed() -> None:
+    assert pack_named(PACK).clocks == ()

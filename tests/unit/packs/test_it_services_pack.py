@@ -1,0 +1,199 @@
+"""The it-services pack (seed 000 第四篇 客户服务管理制度) routes as the seed says."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from tests.unit.packs.routing_cases import pack_named, route
+
+MAJOR_FAULT_NOTIFY = ("manager-in-charge", "gm", "business", "ts-head")
+
+CASES = [
+    # (category, keyword text, severity, channel, department, assignee, rule, also_notify)
+    # 七: a major fault goes to management at once; the senior engineers take it.
+    (
+        "fault",
+        "客户业务系统全部中断",
+        "major",
+        "phone",
+        "technical-service",
+        "ts-senior-1",
+        "rule:major-fault",
+        MAJOR_FAULT_NOTIFY,
+    ),
+    # 二5: a major matter is reported to the GM at once.
+    (
+        "complaint",
+        "工程师多次推诿，项目无法验收",
+        "major",
+        "letter",
+        "technical-service",
+        "ts-head",
+        "rule:major-matter",
+        ("gm",),
+    ),
+    # 八: the customers' websites.
+    (
+        "fault",
+        "客户网站打不开",
+        "normal",
+        "phone",
+        "technical-service",
+        "ts-engineer-1",
+        "rule:fault-website",
+        (),
+    ),
+    # 十 10.2.2: system faults, fixed by remote access.
+    (
+        "fault",
+        "系统登录报错，需要远程处理",
+        "urgent",
+        "email",
+        "technical-service",
+        "ts-engineer-2",
+        "rule:fault-system",
+        (),
+    ),
+    # 十 10.1.2, 10.2.3: installation and implementation.
+    (
+        "fault",
+        "新设备安装后无法启动",
+        "normal",
+        "phone",
+        "technical-service",
+        "ts-engineer-3",
+        "rule:fault-installation",
+        (),
+    ),
+    # 七, 十 10.2: any other fault goes to the service engineers.
+    (
+        "fault",
+        "打印机卡纸",
+        "normal",
+        "wechat",
+        "technical-service",
+        "ts-engineer-1",
+        "rule:fault-service-engineers",
+        (),
+    ),
+    # 二3, 十 10.2.3: on-site service; 客服部 designates the technician.
+    (
+        "service-request",
+        "请派人上门调试",
+        "normal",
+        "phone",
+        "technical-service",
+        "ts-engineer-1",
+        "rule:on-site-service",
+        ("customer-service",),
+    ),
+    # 一: technical service takes service requests.
+    (
+        "service-request",
+        "咨询账号开通",
+        "normal",
+        "web",
+        "technical-service",
+        "ts-engineer-1",
+        "rule:service-request-engineers",
+        (),
+    ),
+    # 一, 十 10.1.3: complaints to the senior engineers; the business department supervises.
+    (
+        "complaint",
+        "服务态度差",
+        "normal",
+        "email",
+        "technical-service",
+        "ts-senior-1",
+        "rule:complaint-senior-engineers",
+        ("business",),
+    ),
+    # 三: new requirements are 客服部's.
+    (
+        "new-requirement",
+        "明年计划增加两个分站点",
+        "normal",
+        "phone",
+        "customer-service",
+        "cs-agent-1",
+        "category:new-requirement",
+        (),
+    ),
+    # 十 10.1.1: inspection findings are handed to 客服部.
+    (
+        "inspection-finding",
+        "巡检发现机房温度偏高",
+        "normal",
+        "walk_in",
+        "customer-service",
+        "cs-agent-1",
+        "category:inspection-finding",
+        (),
+    ),
+    # 二7: whatever nobody decides goes to 客服部.
+    ("unknown-thing", "", "normal", "phone", "customer-service", "cs-agent-1", "triage", ()),
+]
+
+
+@pytest.mark.parametrize(
+    (
+        "category",
+        "text",
+        "severity",
+        "channel",
+        "department",
+        "assignee",
+        "rule",
+        "also_notify",
+    ),
+    CASES,
+)
+def test_it_services_routing(
+    category: str,
+    text: str,
+    severity: str,
+    channel: str,
+    department: str,
+    assignee: str,
+    rule: str,
+    also_notify: tuple[str, ...],
+) -> None:
+    decision = route("it-services", category, text=text, severity=severity, channel=channel)
+    assert (decision.department, decision.assignee_id, decision.rule, decision.also_notify) == (
+        department,
+        assignee,
+        rule,
+        also_notify,
+    )
+
+
+def test_the_demo_branch_runs_the_it_services_pack() -> None:
+    branches = {b.id: b for b in pack_named("it-services").branches}
+    assert branches["it-services-demo"].timezone == "Asia/Shanghai"
+
+
+def test_load_balancing_picks_the_other_engineer_with_the_skill() -> None:
+    website = route("it-services", "fault", text="网站访问很慢", loads={"ts-engineer-1": 3})
+    assert website.assignee_id == "ts-engineer-2"
+    assert {c.staff_id for c in website.candidates} == {"ts-engineer-1", "ts-engineer-2"}
+    major = route("it-services", "fault", severity="major", loads={"ts-senior-1": 2})
+    assert major.assignee_id == "ts-senior-2"
+
+
+def test_out_of_office_hours_nobody_is_on_shift() -> None:
+    saturday = datetime(2026, 11, 21, 10, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
+    loads = {"ts-engineer-2": 1}
+    decision = route("it-services", "fault", text="系统故障", at=saturday, loads=loads)
+    assert decision.assignee_id == "ts-engineer-3"
+    assert "nobody on shift" in decision.reason
+
+
+def test_someone_may_approve_reassignments_and_no_clock_is_invented() -> None:
+    pack = pack_named("it-services")
+    approvers = {s.id for s in pack.staff if s.approves_reassignment}
+    assert {"ts-head", "office-director"} <= approvers
+    assert pack.clocks == ()

@@ -1,0 +1,188 @@
+"""The manufacturing pack (seed 000 第二篇 客诉处理办法) routes and times as the seed says."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TypedDict
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from shared.contracts.submissions import CustomerType, Region, Severity
+from tests.unit.packs.routing_cases import pack_named, route
+
+
+class Inputs(TypedDict, total=False):
+    """The optional complaint fields a case sets; the rest take route()'s defaults."""
+
+    severity: str
+    channel: str
+    customer_type: str
+    region: str
+
+
+QUALITY_PARTIES = ("sales", "gm-office", "manufacturing")  # 第七条(一)(三)(四), 9(三)
+
+CASES: list[tuple[str, str, Inputs, str, str, str, tuple[str, ...]]] = [
+    # (category, keyword text, other inputs, department, assignee, rule, also_notify)
+    # 第七条(二), 9(二)(三): QA investigates; sales, GM office, manufacturing are told.
+    (
+        "quality",
+        "",
+        {},
+        "quality",
+        "qa-engineer-a",
+        "rule:quality-to-qa",
+        QUALITY_PARTIES,
+    ),
+    # The seed routes by cause only: a foreign dealer's major e-mailed complaint goes the same way.
+    (
+        "quality",
+        "镀层剥落",
+        {"severity": "major", "channel": "email", "customer_type": "dealer", "region": "foreign"},
+        "quality",
+        "qa-engineer-a",
+        "rule:quality-to-qa",
+        QUALITY_PARTIES,
+    ),
+    # 9(三): R&D gives its opinion when the abnormality calls for it.
+    (
+        "quality",
+        "新配方产品韧性不足",
+        {},
+        "quality",
+        "qa-engineer-a",
+        "rule:quality-design-to-rd",
+        (*QUALITY_PARTIES, "r-and-d"),
+    ),
+    # 9(十二): a supplier's responsibility is handled jointly by the GM office.
+    (
+        "quality",
+        "原物料供应商来料有杂质",
+        {},
+        "gm-office",
+        "pmg-clerk-a",
+        "rule:supplier-joint-handling",
+        ("quality", "sales"),
+    ),
+    # 第七条(四)2, 第十二条(二): a human cause in production is manufacturing's.
+    (
+        "non-quality",
+        "夜班作业员装错配件",
+        {},
+        "manufacturing",
+        "mfg-chief-a",
+        "rule:non-quality-manufacturing",
+        ("gm-office", "quality", "sales"),
+    ),
+    # 第七条(一)1, 9(四): order facts are sales'; a salesperson, not the manager, takes it.
+    (
+        "non-quality",
+        "发错料号，数量不符",
+        {"customer_type": "dealer"},
+        "sales",
+        "sales-rep-a",
+        "rule:non-quality-sales",
+        ("gm-office", "quality"),
+    ),
+    # 第十二条(二): the service department is the third unit responsibility can fall on.
+    (
+        "non-quality",
+        "服务人员态度恶劣",
+        {"channel": "letter"},
+        "service",
+        "service-manager",
+        "rule:non-quality-service",
+        ("gm-office", "quality", "sales"),
+    ),
+    # 第七条(三)3: cause not evident, the GM office judges whose it is.
+    (
+        "non-quality",
+        "",
+        {},
+        "gm-office",
+        "pmg-clerk-a",
+        "rule:non-quality-gm-office",
+        ("quality", "sales"),
+    ),
+    # 9(三): an unknown category goes to the GM office, which registers every complaint.
+    ("unknown-thing", "", {}, "gm-office", "pmg-clerk-a", "triage", ()),
+]
+
+
+@pytest.mark.parametrize(
+    ("category", "text", "inputs", "department", "assignee", "rule", "also_notify"), CASES
+)
+def test_manufacturing_routing(
+    category: str,
+    text: str,
+    inputs: Inputs,
+    department: str,
+    assignee: str,
+    rule: str,
+    also_notify: tuple[str, ...],
+) -> None:
+    decision = route("manufacturing", category, text=text, **inputs)
+    assert (decision.department, decision.assignee_id, decision.rule) == (
+        department,
+        assignee,
+        rule,
+    )
+    assert decision.also_notify == also_notify
+
+
+def test_the_demo_branch_runs_the_manufacturing_pack() -> None:
+    branches = {b.id: b for b in pack_named("manufacturing").branches}
+    assert branches["manufacturing-demo"].timezone == "Asia/Shanghai"
+
+
+def test_the_less_loaded_qa_engineer_takes_the_quality_complaint() -> None:
+    decision = route("manufacturing", "quality", loads={"qa-engineer-a": 6})
+    assert decision.assignee_id == "qa-engineer-b"
+    assert {c.staff_id for c in decision.candidates} == {"qa-engineer-a", "qa-engineer-b"}
+
+
+def test_full_salespeople_still_take_order_complaints_not_their_manager() -> None:
+    loads = {"sales-rep-a": 12, "sales-rep-b": 13}
+    decision = route("manufacturing", "non-quality", text="交期延误", loads=loads)
+    assert decision.assignee_id == "sales-rep-a"
+
+
+def test_at_night_nobody_is_on_shift_and_the_least_loaded_takes_it() -> None:
+    night = datetime(2026, 11, 18, 2, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
+    decision = route("manufacturing", "quality", at=night, loads={"qa-engineer-a": 1})
+    assert decision.assignee_id == "qa-engineer-b"
+    assert "nobody on shift" in decision.reason
+
+
+def test_approvers_exist_for_reassignment() -> None:
+    approvers = {s.id for s in pack_named("manufacturing").staff if s.approves_reassignment}
+    assert {"pmg-leader", "sales-manager", "qa-manager"} <= approvers
+
+
+CLOCKS = [
+    # (clock, region, hours): 第十条(一) 15 days domestic, 20 days foreign; 9(二) 3 days.
+    ("closure", "domestic", 360),
+    ("closure", "foreign", 480),
+    ("investigation-report", "domestic", 72),
+    ("investigation-report", "foreign", 72),
+]
+
+
+@pytest.mark.parametrize(("clock", "region", "hours"), CLOCKS)
+def test_manufacturing_clocks(clock: str, region: str, hours: float) -> None:
+    rule = next(
+        r
+        for r in pack_named("manufacturing").clocks
+        if r.clock == clock
+        and r.matches("quality", CustomerType.END_CUSTOMER, Severity.NORMAL, Region(region))
+    )
+    assert rule.target_hours == hours
+
+
+def test_no_clock_counts_the_combined_opinion_from_receipt() -> None:
+    # 9(五)'s one day starts when sales returns the negotiated form; see the pack's comment.
+    assert {r.clock for r in pack_named("manufacturing").clocks} == {
+        "closure",
+        "investigation-report",
+    }

@@ -1,0 +1,178 @@
+"""The testing-lab pack (seed 000 第三篇 客户服务管理制度 1–7) routes as the seed says."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from tests.unit.packs.routing_cases import pack_named, route
+
+PACK = "testing-lab"
+
+CASES = [
+    # (category, text, severity, department, assignee, rule, also_notify)
+    # 1.2, 2.2.1: an objection to test data goes to the technical office, the quality
+    # manager is told and presides, the testers review their records.
+    (
+        "test-result-objection",
+        "COD 数值明显偏高，要求复检",
+        "normal",
+        "technical-office",
+        "tech-clerk-1",
+        "rule:objection-technical-office",
+        ("quality-manager", "analysis-room"),
+    ),
+    # 2.2.5: an urgent objection is handled the same way (only its deadline is shorter).
+    (
+        "test-result-objection",
+        "",
+        "urgent",
+        "technical-office",
+        "tech-clerk-1",
+        "rule:objection-technical-office",
+        ("quality-manager", "analysis-room"),
+    ),
+    # 2.2.3: sampling or transport in question: the sampling room is involved as well.
+    (
+        "test-result-objection",
+        "怀疑样品运输途中污染",
+        "normal",
+        "technical-office",
+        "tech-clerk-1",
+        "rule:objection-sampling",
+        ("quality-manager", "sampling-room", "analysis-room"),
+    ),
+    # 2.1.1: a general complaint goes to the head of the department complained about,
+    # who hands the record to the technical office.
+    (
+        "general-service",
+        "采样员到现场迟到两个小时",
+        "normal",
+        "sampling-room",
+        "sampling-head",
+        "rule:general-sampling-room",
+        ("technical-office",),
+    ),
+    (
+        "general-service",
+        "分析室电话一直无人接听",
+        "normal",
+        "analysis-room",
+        "analysis-head",
+        "rule:general-analysis-room",
+        ("technical-office",),
+    ),
+    (
+        "general-service",
+        "办公室开具的发票抬头错误",
+        "normal",
+        "office",
+        "office-director",
+        "rule:general-office",
+        ("technical-office",),
+    ),
+    (
+        "general-service",
+        "The technical office lost our sample submission form",
+        "normal",
+        "technical-office",
+        "tech-office-head",
+        "rule:general-technical-office",
+        (),
+    ),
+    # 2.1.1 names no department here: the technical office, which receives complaints,
+    # keeps it to pass on.
+    (
+        "general-service",
+        "服务态度不好",
+        "normal",
+        "technical-office",
+        "tech-clerk-1",
+        "category:general-service",
+        (),
+    ),
+    # 2.1.2–2.1.3: hard cases and satisfaction-survey findings go to the office.
+    (
+        "hard-case",
+        "",
+        "major",
+        "office",
+        "office-director",
+        "rule:hard-case-office",
+        (),
+    ),
+    (
+        "satisfaction-survey",
+        "",
+        "normal",
+        "office",
+        "office-director",
+        "rule:satisfaction-survey-office",
+        (),
+    ),
+    # Nothing is dropped: an unknown category goes to the triage queue.
+    ("unknown-thing", "", "normal", "technical-office", "tech-clerk-1", "triage", ()),
+]
+
+
+@pytest.mark.parametrize(
+    ("category", "text", "severity", "department", "assignee", "rule", "also_notify"), CASES
+)
+def test_testing_lab_routing(
+    category: str,
+    text: str,
+    severity: str,
+    department: str,
+    assignee: str,
+    rule: str,
+    also_notify: tuple[str, ...],
+) -> None:
+    decision = route(PACK, category, text=text, severity=severity)
+    assert (
+        decision.department,
+        decision.assignee_id,
+        decision.rule,
+        decision.also_notify,
+    ) == (department, assignee, rule, also_notify)
+
+
+def test_the_demo_branch_runs_the_testing_lab_pack() -> None:
+    pack = pack_named(PACK)
+    branches = {b.id: b for b in pack.branches}
+    assert "testing-lab-demo" in branches
+    assert branches["testing-lab-demo"].timezone == "Asia/Shanghai"
+
+
+def test_the_technical_office_is_under_the_quality_manager() -> None:
+    pack = pack_named(PACK)
+    head = pack.member(pack.department("technical-office").head)
+    assert head.supervisor == "quality-manager"
+    clerks = pack.candidates("technical-office", ("clerk",))
+    assert {c.supervisor for c in clerks} == {head.id}
+    assert pack.member("quality-manager").approves_reassignment
+
+
+def test_a_busy_clerk_leaves_the_objection_to_the_other() -> None:
+    decision = route(PACK, "test-result-objection", loads={"tech-clerk-1": 6, "tech-clerk-2": 1})
+    assert decision.assignee_id == "tech-clerk-2"
+    assert {c.staff_id for c in decision.candidates} == {"tech-clerk-1", "tech-clerk-2"}
+
+
+def test_a_busy_office_director_leaves_the_hard_case_to_the_officer() -> None:
+    decision = route(PACK, "hard-case", loads={"office-director": 3})
+    assert decision.assignee_id == "office-officer"
+    assert "archivist" not in {c.staff_id for c in decision.candidates}
+
+
+def test_at_the_weekend_nobody_is_on_shift_and_the_least_loaded_takes_it() -> None:
+    saturday = datetime(2026, 11, 21, 10, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
+    decision = route(PACK, "test-result-objection", at=saturday, loads={"tech-clerk-1": 2})
+    assert decision.assignee_id == "tech-clerk-2"
+    assert "nobody on shift" in decision.reason
+
+
+def test_the_retest_reply_clock_is_fifteen_days() -> None:
+    (clock,) = pack_named(PACK).clocks
+    assert (clock.clock, clock.target_hours) == ("retest-reply", 360)
