@@ -10,9 +10,10 @@ import asyncio
 import hashlib
 import re
 from datetime import datetime, time
+from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
-from typing import Self
+from typing import Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import structlog
@@ -188,6 +189,80 @@ class ClockRule(_Model):
         )
 
 
+class EscalationLevel(_Model):
+    """One rung of the ladder: who is told and takes over, and their authority."""
+
+    level: int = Field(ge=1)
+    to: tuple[str, ...] = Field(min_length=1, description="Staff ids or department codes.")
+    after_hours: float | None = Field(
+        default=None, ge=0, description="Hours after the previous rung (or the breach)."
+    )
+    max_compensation: Decimal | None = Field(
+        default=None, ge=0, description="The most this rung may approve (核决权限); none: no limit."
+    )
+    seed: str = Field(min_length=1)
+
+
+class Escalation(_Model):
+    """Overdue and beyond-authority cases climb this ladder (000 第二篇; 003 六)."""
+
+    ladder: tuple[EscalationLevel, ...] = Field(min_length=1)
+    major_to_top: bool = Field(
+        default=True, description="Major complaints and faults go to the top rung at once."
+    )
+    seed: str = Field(min_length=1)
+
+
+# Events a notification rule can follow: the platform's events, and those the sla
+# service will publish (warnings, breaches, due return visits).
+NOTIFICATION_TRIGGERS = frozenset(
+    {
+        "ComplaintReceived",
+        "ComplaintAssigned",
+        "ComplaintAcknowledged",
+        "DecisionCommunicated",
+        "ComplaintAnsweredOnSpot",
+        "ComplaintNotUpheld",
+        "ComplaintEscalated",
+        "ComplaintReopened",
+        "ComplaintClosed",
+        "FeedbackReceived",
+        "ClockWarning",
+        "ClockBreached",
+        "ReturnVisitDue",
+    }
+)
+# Recipients by part: besides staff ids and department codes.
+NOTIFICATION_ROLES = frozenset(
+    {"customer", "assignee", "previous_assignee", "owner", "supervisor", "also_notify"}
+)
+
+
+class NotificationRule(_Model):
+    """Who hears of what, by which channels, with which template."""
+
+    id: str = Field(pattern=_SLUG)
+    on: str
+    when: Match = Match()
+    to: tuple[str, ...] = Field(
+        min_length=1,
+        description="customer, assignee, previous_assignee, owner, supervisor, also_notify, "
+        "or staff ids and department codes.",
+    )
+    channels: tuple[Literal["email", "sms", "webhook"], ...] = Field(min_length=1)
+    template: str = Field(pattern=_SLUG)
+    seed: str = Field(min_length=1)
+
+    @field_validator("on")
+    @classmethod
+    def _known_trigger(cls, value: str) -> str:
+        if value not in NOTIFICATION_TRIGGERS:
+            raise ValueError(
+                f"unknown event {value!r}; known: {', '.join(sorted(NOTIFICATION_TRIGGERS))}"
+            )
+        return value
+
+
 class PolicyPack(_Model):
     pack: str = Field(pattern=_SLUG)
     name: Label
@@ -200,6 +275,8 @@ class PolicyPack(_Model):
     calendars: tuple[Calendar, ...] = Field(min_length=1)
     routing: tuple[RoutingRule, ...] = ()
     clocks: tuple[ClockRule, ...] = ()
+    escalation: Escalation | None = None
+    notifications: tuple[NotificationRule, ...] = ()
     version: str = Field(default="", description="Set by the loader: hash of the file.")
 
     @model_validator(mode="after")
@@ -226,6 +303,24 @@ class PolicyPack(_Model):
                 raise ValueError(f"staff {member.id}: unknown supervisor {member.supervisor!r}")
             if member.calendar is not None and member.calendar not in calendars:
                 raise ValueError(f"staff {member.id}: unknown calendar {member.calendar!r}")
+
+        def known(target: str) -> bool:
+            return target in staff or target in departments
+
+        if self.escalation is not None:
+            levels = [rung.level for rung in self.escalation.ladder]
+            if levels != list(range(1, len(levels) + 1)):
+                raise ValueError("escalation ladder: levels must be 1, 2, 3 … in order")
+            for rung in self.escalation.ladder:
+                for target in rung.to:
+                    if not known(target):
+                        raise ValueError(f"escalation level {rung.level}: unknown {target!r}")
+        for notification in self.notifications:
+            for target in notification.to:
+                if target not in NOTIFICATION_ROLES and not known(target):
+                    raise ValueError(
+                        f"notification rule {notification.id}: unknown recipient {target!r}"
+                    )
         for clock in self.clocks:
             for code in clock.categories:
                 if code not in categories:
@@ -252,6 +347,7 @@ class PolicyPack(_Model):
             ("clocks", [c.id for c in self.clocks]),
             ("calendars", [c.id for c in self.calendars]),
             ("routing", [r.id for r in self.routing]),
+            ("notifications", [n.id for n in self.notifications]),
         ):
             if len(set(codes)) != len(codes):
                 raise ValueError(f"{field}: duplicate ids")
