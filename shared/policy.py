@@ -242,7 +242,7 @@ class NotificationRule(_Model):
     """Who hears of what, by which channels, with which template."""
 
     id: str = Field(pattern=_SLUG)
-    on: str
+    event: str = Field(description="The event that triggers the rule.")
     when: Match = Match()
     to: tuple[str, ...] = Field(
         min_length=1,
@@ -253,7 +253,7 @@ class NotificationRule(_Model):
     template: str = Field(pattern=_SLUG)
     seed: str = Field(min_length=1)
 
-    @field_validator("on")
+    @field_validator("event")
     @classmethod
     def _known_trigger(cls, value: str) -> str:
         if value not in NOTIFICATION_TRIGGERS:

@@ -146,6 +146,18 @@ class RecordCompensation(_Action):
     share: Decimal = Field(ge=0, le=1, max_digits=5, decimal_places=4)
 
 
+class Reassign(_Action):
+    model_config = _examples(
+        approver="fo-supervisor", to_assignee="eng-manager", reason="需要工程部现场处理"
+    )
+    approver: Identifier = Field(description="Staff allowed to approve reassignments.")
+    to_assignee: Identifier
+    to_department: Identifier | None = Field(
+        default=None, description="Defaults to the new assignee's department."
+    )
+    reason: ShortText
+
+
 class Close(_Action):
     model_config = _examples()
 

@@ -37,6 +37,7 @@ from services.intake.api import (
     LabelView,
     MarkNotUpheld,
     Problem,
+    Reassign,
     RecordCompensation,
     RecordReturnVisit,
     Reopen,
@@ -286,6 +287,7 @@ def build_app(settings: IntakeSettings) -> FastAPI:
         ("resolution", Action.RESOLVE, Resolve, "Resolve"),
         ("return-visits", Action.RECORD_RETURN_VISIT, RecordReturnVisit, "Record a return visit"),
         ("compensation", Action.RECORD_COMPENSATION, RecordCompensation, "Record compensation"),
+        ("reassignment", Action.REASSIGN, Reassign, "Reassign, with an approver"),
         ("close", Action.CLOSE, Close, "Close"),
         ("reopen", Action.REOPEN, Reopen, "Reopen: the customer is not satisfied"),
     ]

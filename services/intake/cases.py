@@ -39,6 +39,7 @@ from shared.contracts.intake import (
     FeedbackReceived,
     InvestigationStarted,
     NoteAdded,
+    ReassignmentApproved,
     ReturnVisitRecorded,
 )
 from shared.contracts.submissions import SubmissionOutcome, SubmitComplaint
@@ -67,6 +68,7 @@ EVENT_OF_ACTION: dict[Action, type[CaseEvent]] = {
     Action.RECORD_COMPENSATION: CompensationRecorded,
     Action.CLOSE: ComplaintClosed,
     Action.REOPEN: ComplaintReopened,
+    Action.REASSIGN: ReassignmentApproved,
 }
 
 
@@ -311,6 +313,13 @@ class Intake:
                 after.round > before.round
             )
             event_type = EVENT_OF_ACTION[action]
+            if action is Action.REASSIGN:
+                to_assignee = self._packs.current.require(case.pack).member(payload["to_assignee"])
+                payload = {
+                    **payload,
+                    "to_department": payload.get("to_department") or to_assignee.department,
+                    "previous_assignee": case.assignee_id,
+                }
             if "feedback_token" in event_type.model_fields:
                 payload = {**payload, "feedback_token": self.feedback_token(complaint_no)}
             envelope = {
@@ -380,6 +389,20 @@ class Intake:
         if staff_only and not pack.has_member(actor):
             raise InvalidReferenceError(
                 "actor", f"{actor!r} is not on the staff of branch {case.branch_id}"
+            )
+        approver = payload.get("approver")
+        if approver is not None and not (
+            pack.has_member(approver) and pack.member(approver).approves_reassignment
+        ):
+            raise InvalidReferenceError(
+                "approver",
+                f"{approver!r} may not approve reassignments in branch {case.branch_id}; may: "
+                + ", ".join(s.id for s in pack.staff if s.approves_reassignment),
+            )
+        to_assignee = payload.get("to_assignee")
+        if to_assignee is not None and not pack.has_member(to_assignee):
+            raise InvalidReferenceError(
+                "to_assignee", f"{to_assignee!r} is not on the staff of branch {case.branch_id}"
             )
         department = payload.get("responsible_department")
         if department is not None and not pack.has_department(department):

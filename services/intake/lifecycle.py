@@ -29,6 +29,7 @@ class Action(StrEnum):
     RECORD_FEEDBACK = "record_feedback"
     RECORD_RETURN_VISIT = "record_return_visit"
     RECORD_COMPENSATION = "record_compensation"
+    REASSIGN = "reassign"
     CLOSE = "close"
     REOPEN = "reopen"
 
@@ -59,6 +60,7 @@ _MOVES: dict[Action, tuple[frozenset[S], S | None]] = {
     Action.MARK_NOT_UPHELD: (OPEN_BEFORE_ANSWER - {S.REOPENED}, S.NOT_UPHELD),
     Action.RESOLVE: (frozenset({S.REPLIED, S.FEEDBACK_RECEIVED}), S.RESOLVED),
     Action.RECORD_COMPENSATION: (EVERY, None),
+    Action.REASSIGN: (OPEN_BEFORE_ANSWER | {S.ON_HOLD}, None),
     Action.CLOSE: (ANSWERED, S.CLOSED),
     Action.REOPEN: (ANSWERED | FINISHED, S.REOPENED),
 }

@@ -24,6 +24,7 @@ class CaseRow:
     round: int
     sequence: int
     correlation_id: str
+    assignee_id: str | None
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,7 @@ async def lock_case(conn: DbConnection, complaint_no: str) -> CaseRow | None:
     """The case, locked until the transaction ends so actions on it are serialised."""
     row = await conn.fetchrow(
         """SELECT complaint_no, branch_id, pack, status, held_from, round, sequence,
-                  correlation_id
+                  correlation_id, assignee_id
            FROM complaints WHERE complaint_no = $1 FOR UPDATE""",
         complaint_no,
     )
@@ -123,6 +124,7 @@ async def lock_case(conn: DbConnection, complaint_no: str) -> CaseRow | None:
         round=row["round"],
         sequence=row["sequence"],
         correlation_id=row["correlation_id"],
+        assignee_id=row["assignee_id"],
     )
 
 

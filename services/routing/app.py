@@ -9,11 +9,17 @@ import structlog
 from faststream import FastStream
 
 from services.routing import store
-from services.routing.domain import RoutingInput, choose, target
+from services.routing.domain import RoutingInput, choose, escalation_target, target
 from shared.consumer import subscribe_events
 from shared.consumer_app import PoolHolder, consumer_app, new_broker
 from shared.contracts import ComplaintAssigned, ComplaintReceived, Event
-from shared.contracts.intake import ComplaintClosed, ComplaintNotUpheld, ComplaintReopened
+from shared.contracts.intake import (
+    ComplaintClosed,
+    ComplaintEscalated,
+    ComplaintNotUpheld,
+    ComplaintReopened,
+    ReassignmentApproved,
+)
 from shared.contracts.routing import Assignee, CandidateConsidered
 from shared.inbox import first_delivery
 from shared.logging import configure_logging
@@ -40,6 +46,8 @@ def build_app(settings: ServiceSettings) -> FastStream:
     async def on_intake_event(event: Event) -> None:
         if isinstance(event, ComplaintReceived):
             await assign(event)
+        elif isinstance(event, ReassignmentApproved | ComplaintEscalated):
+            await reassign(event)
         elif isinstance(event, ComplaintClosed | ComplaintNotUpheld | ComplaintReopened):
             async with holder.pool.acquire() as conn, conn.transaction():
                 if await first_delivery(conn, event):
@@ -89,6 +97,56 @@ def build_app(settings: ServiceSettings) -> FastStream:
             assignee=decision.assignee_id,
             rule=decision.rule,
         )
+
+    async def reassign(event: ReassignmentApproved | ComplaintEscalated) -> None:
+        """An approved reassignment, or an escalation handing the case up the hierarchy."""
+        async with holder.pool.acquire() as conn, conn.transaction():
+            if not await first_delivery(conn, event):
+                return
+            now = await store.current(conn, event.complaint_no)
+            if now is None:
+                raise LookupError(f"{event.complaint_no} was never assigned here")
+            pack = packs.current.require(now.pack)
+            if isinstance(event, ReassignmentApproved):
+                department, person = event.to_department, pack.member(event.to_assignee)
+                rule = f"reassignment:{event.approver}"
+                why = f"approved by {event.approver}: {event.reason}"
+            else:
+                chosen = escalation_target(pack, now.department, now.assignee_id, event)
+                if chosen is None:
+                    return  # already with the top of the hierarchy
+                department, person = chosen.department, chosen
+                rule, why = "escalation", f"escalated: {event.reason}"
+            await store.move(
+                conn,
+                event.complaint_no,
+                department=department,
+                assignee_id=person.id,
+                rule=rule,
+                reason=why,
+                pack_version=pack.version,
+            )
+            previous = (
+                Assignee(staff_id=now.assignee_id, name=pack.member(now.assignee_id).name)
+                if now.assignee_id and pack.has_member(now.assignee_id)
+                else None
+            )
+            await enqueue(
+                conn,
+                topics.routing.name,
+                ComplaintAssigned.caused_by(
+                    event,
+                    producer="routing",
+                    department=department,
+                    assignee=Assignee(staff_id=person.id, name=person.name),
+                    rule=rule,
+                    pack=pack.pack,
+                    pack_version=pack.version,
+                    reason=why,
+                    previous_assignee=previous,
+                ),
+            )
+        log.info("complaint reassigned", assignee=person.id, rule=rule)
 
     subscribe_events(broker, [topics.intake], group_id="routing", handle=on_intake_event)
     return consumer_app(broker, settings, SCHEMA, MIGRATIONS, holder, with_relay=True, packs=packs)

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
+from shared.contracts.intake import ComplaintEscalated
 from shared.contracts.submissions import Channel, CustomerType, Region, Severity
 from shared.policy import PolicyPack, RoutingRule, Staff
 
@@ -139,3 +140,23 @@ def _explain(chosen: Candidate, candidates: tuple[Candidate, ...], *, fixed: boo
         f"{shift}, {chosen.open_cases}/{chosen.capacity} open cases, lowest load of "
         f"{len(candidates)} candidate{'s' if len(candidates) != 1 else ''}"
     )
+
+
+def escalation_target(
+    pack: PolicyPack, department: str, assignee_id: str | None, escalation: ComplaintEscalated
+) -> Staff | None:
+    """Who takes an escalated case: the person named, else the assignee's supervisor, else
+    the department's head; None when the case already sits with them."""
+    if escalation.escalated_to is not None and pack.has_member(escalation.escalated_to):
+        chosen = pack.member(escalation.escalated_to)
+    elif (
+        assignee_id is not None
+        and pack.has_member(assignee_id)
+        and (pack.member(assignee_id).supervisor is not None)
+    ):
+        supervisor = pack.member(assignee_id).supervisor
+        assert supervisor is not None
+        chosen = pack.member(supervisor)
+    else:
+        chosen = pack.member(pack.department(department).head)
+    return None if chosen.id == assignee_id else chosen

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import zlib
+from dataclasses import dataclass
 
 from services.routing.domain import Decision
 from shared.contracts import ComplaintReceived
@@ -69,3 +70,53 @@ async def set_open(conn: DbConnection, complaint_no: str, *, open_now: bool) -> 
     )
     if row is not None and row["assignee_id"] is not None:
         await _change_load(conn, row["pack"], row["assignee_id"], +1 if open_now else -1)
+
+
+@dataclass(frozen=True)
+class Current:
+    pack: str
+    department: str
+    assignee_id: str | None
+
+
+async def current(conn: DbConnection, complaint_no: str) -> Current | None:
+    """The complaint's assignment, locked for the rest of the transaction."""
+    row = await conn.fetchrow(
+        """SELECT pack, department, assignee_id FROM assignments WHERE complaint_no = $1
+           FOR UPDATE""",
+        complaint_no,
+    )
+    return Current(row["pack"], row["department"], row["assignee_id"]) if row else None
+
+
+async def move(
+    conn: DbConnection,
+    complaint_no: str,
+    *,
+    department: str,
+    assignee_id: str,
+    rule: str,
+    reason: str,
+    pack_version: str,
+) -> None:
+    """Hand the case to someone else; an open case's load moves with it."""
+    row = await conn.fetchrow(
+        """WITH before AS (
+               SELECT assignee_id, open, pack FROM assignments WHERE complaint_no = $1
+           )
+           UPDATE assignments SET department = $2, assignee_id = $3, rule = $4, reason = $5,
+                  pack_version = $6, candidates = '[]'::jsonb, assigned_at = now()
+           WHERE complaint_no = $1
+           RETURNING (SELECT assignee_id FROM before) AS previous, open, pack""",
+        complaint_no,
+        department,
+        assignee_id,
+        rule,
+        reason,
+        pack_version,
+    )
+    if row is None or not row["open"]:
+        return
+    if row["previous"] is not None:
+        await _change_load(conn, row["pack"], row["previous"], -1)
+    await _change_load(conn, row["pack"], assignee_id, +1)

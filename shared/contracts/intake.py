@@ -51,6 +51,7 @@ __all__ = [
     "Language",
     "NoteAdded",
     "Product",
+    "ReassignmentApproved",
     "Region",
     "ReturnVisitRecorded",
     "Severity",
@@ -236,6 +237,19 @@ class CompensationRecorded(CaseEvent):
     share: Decimal = Field(
         ge=0, le=1, max_digits=5, decimal_places=4, description="The department's share."
     )
+
+
+class ReassignmentApproved(CaseEvent):
+    """An approver agreed to move the case to another person; routing carries it out."""
+
+    EVENT_TYPE: ClassVar[str] = "ReassignmentApproved"
+    event_type: Literal["ReassignmentApproved"] = "ReassignmentApproved"
+
+    approver: str
+    to_department: str
+    to_assignee: str
+    previous_assignee: str | None
+    reason: str
 
 
 class ComplaintReopened(CaseEvent):

@@ -43,3 +43,6 @@ class ComplaintAssigned(Event):
     )
     candidates: tuple[CandidateConsidered, ...] = ()
     reason: str = Field(default="", description="Why this person among the candidates.")
+    previous_assignee: Assignee | None = Field(
+        default=None, description="Set on a reassignment: the person who had the case."
+    )

@@ -63,3 +63,51 @@ def test_yaml_that_does_not_parse_is_refused(tmp_path: Path) -> None:
 def test_an_empty_folder_is_refused(tmp_path: Path) -> None:
     with pytest.raises(PolicyPackError, match="no policy packs"):
         load_packs(tmp_path)
+
+
+def test_packs_reload_when_their_files_change_and_a_bad_edit_is_refused(
+    tmp_path: Path,
+) -> None:
+    from shared.policy import LivePacks
+
+    path = tmp_path / "hotel.yaml"
+    original = (PACKS / "hotel.yaml").read_text(encoding="utf-8")
+    path.write_text(original, encoding="utf-8")
+    live = LivePacks(tmp_path)
+    first = live.current.require("hotel").version
+    assert live.reload_if_changed() is False
+
+    path.write_text(original.replace("王敏", "王敏敏"), encoding="utf-8")
+    assert live.reload_if_changed() is True
+    assert live.current.require("hotel").version != first
+    assert live.current.require("hotel").member("fo-supervisor").name == "王敏敏"
+
+    in_use = live.current
+    path.write_text(original.replace("target_hours: 24", "target_hours: -1"), encoding="utf-8")
+    with pytest.raises(PolicyPackError, match="target_hours"):
+        live.reload_if_changed()
+    assert live.current is in_use
+
+
+async def test_the_watcher_swaps_packs_in_while_running(tmp_path: Path) -> None:
+    import asyncio
+    import contextlib
+
+    from shared.policy import LivePacks
+
+    path = tmp_path / "hotel.yaml"
+    original = (PACKS / "hotel.yaml").read_text(encoding="utf-8")
+    path.write_text(original, encoding="utf-8")
+    live = LivePacks(tmp_path)
+    watcher = asyncio.create_task(live.watch(interval=0.05))
+    try:
+        path.write_text(original.replace("target_hours: 24", "target_hours: -1"), encoding="utf-8")
+        await asyncio.sleep(0.3)
+        assert live.current.require("hotel").clocks[0].target_hours == 24  # refused, kept
+        path.write_text(original.replace("target_hours: 24", "target_hours: 12"), encoding="utf-8")
+        await asyncio.sleep(0.3)
+        assert live.current.require("hotel").clocks[0].target_hours == 12
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher

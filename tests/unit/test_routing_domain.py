@@ -56,3 +56,21 @@ def test_the_chosen_one_is_never_busier_than_an_equally_available_colleague(
     for other in decision.candidates:
         if other.on_shift == chosen.on_shift:
             assert chosen.open_cases / chosen.capacity <= other.open_cases / other.capacity
+
+
+def test_an_escalation_goes_to_the_named_person_else_the_supervisor_else_the_head() -> None:
+    import json
+
+    from services.routing.domain import escalation_target
+    from shared.contracts import decode_event
+    from shared.contracts.intake import ComplaintEscalated
+    from tests.contracts.golden import golden_samples
+
+    hotel = PACKS.packs["hotel"]
+    escalated = decode_event(json.dumps(golden_samples()["ComplaintEscalated"]).encode())
+    assert isinstance(escalated, ComplaintEscalated)
+    unnamed = escalated.model_copy(update={"escalated_to": None})
+    named = escalated.model_copy(update={"escalated_to": "eng-manager"})
+    assert escalation_target(hotel, "front-office", "fo-agent", named).id == "eng-manager"  # type: ignore[union-attr]
+    assert escalation_target(hotel, "front-office", "fo-agent", unnamed).id == "fo-supervisor"  # type: ignore[union-attr]
+    assert escalation_target(hotel, "engineering", "eng-manager", unnamed) is None

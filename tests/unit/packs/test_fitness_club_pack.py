@@ -7,6 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from shared.policy import NotificationRule
 from tests.unit.packs.routing_cases import pack_named, route
 
 PACK = "fitness-club"
@@ -188,3 +189,83 @@ def test_the_duty_managers_work_club_hours_every_day() -> None:
 
 def test_there_are_no_elapsed_time_clocks_in_the_seed() -> None:
     assert pack_named(PACK).clocks == ()
+
+
+def test_the_ladder_climbs_from_the_duty_managers_to_the_store_manager() -> None:
+    escalation = pack_named(PACK).escalation
+    assert escalation is not None
+    rungs = [(rung.level, rung.to) for rung in escalation.ladder]
+    # 六 8: the duty manager tracks what is not handled the same day; 六 9-10: beyond
+    # authority, a written report to the store manager.
+    assert rungs == [(1, ("duty-managers",)), (2, ("store-manager",))]
+    # The seed gives no delays in hours and no authority by amount.
+    assert all(rung.after_hours is None for rung in escalation.ladder)
+    assert all(rung.max_compensation is None for rung in escalation.ladder)
+    assert all(rung.seed for rung in escalation.ladder)
+
+
+def test_major_complaints_go_to_the_store_manager_at_once() -> None:
+    pack = pack_named(PACK)
+    assert pack.escalation is not None
+    assert pack.escalation.major_to_top is True
+    major = [
+        n
+        for n in pack.notifications
+        if n.event == "ComplaintReceived" and "major" in n.when.severities
+    ]
+    assert major
+    assert {"duty-managers", "store-manager"} <= set(major[0].to)
+
+
+def _rules(on: str) -> list[NotificationRule]:
+    return [n for n in pack_named(PACK).notifications if n.event == on]
+
+
+def test_the_notification_rules_cover_the_member_the_assignee_and_the_supervisors() -> None:
+    acknowledgements = [n for n in _rules("ComplaintReceived") if "customer" in n.to]
+    assert [(n.template, set(n.channels)) for n in acknowledgements] == [
+        ("acknowledgement", {"email", "sms"})
+    ]
+    assigned = _rules("ComplaintAssigned")
+    assert any("assignee" in n.to for n in assigned)
+    assert any("previous_assignee" in n.to for n in assigned)
+    assert any("also_notify" in n.to for n in assigned)
+    breached = _rules("ClockBreached")
+    assert any({"supervisor", "duty-managers"} <= set(n.to) for n in breached)
+    for on in ("DecisionCommunicated", "ComplaintAnsweredOnSpot", "ComplaintNotUpheld"):
+        assert any("customer" in n.to for n in _rules(on)), on
+    assert any("owner" in n.to for n in _rules("ReturnVisitDue"))
+
+
+def test_customers_only_get_customer_templates() -> None:
+    staff_templates = {
+        "assignment",
+        "assignment-notice",
+        "reassignment",
+        "warning",
+        "breach",
+        "escalation",
+        "major-complaint",
+        "incident",
+        "outcome-report",
+        "return-visit-due",
+        "incident-follow-up",
+    }
+    for rule in pack_named(PACK).notifications:
+        if "customer" in rule.to:
+            assert rule.template not in staff_templates, rule.id
+            assert set(rule.to) == {"customer"}, rule.id
+
+
+def test_an_injury_tells_the_customer_service_manager_and_the_coaches_at_once() -> None:
+    incident = [n for n in _rules("ComplaintReceived") if n.template == "incident"]
+    assert {n.id for n in incident} == {"incident", "incident-by-keyword"}
+    for rule in incident:
+        assert set(rule.to) == {"cs-manager", "fitness"}  # 七 1
+        assert "sms" in rule.channels
+
+
+def test_the_store_manager_hears_every_outcome() -> None:
+    # 六 7: the outcome is reported to the store manager at once, however it was answered.
+    for on in ("DecisionCommunicated", "ComplaintAnsweredOnSpot", "ComplaintNotUpheld"):
+        assert any("store-manager" in n.to for n in _rules(on)), on

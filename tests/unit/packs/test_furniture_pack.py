@@ -205,3 +205,63 @@ def test_out_of_office_hours_nobody_is_on_shift() -> None:
 def test_no_elapsed_clock_is_invented() -> None:
     # The seed's deadlines are all in working days (篇二 4.2.3.3–4.2.3.5; 篇六 五).
     assert pack_named(PACK).clocks == ()
+
+
+def test_the_escalation_ladder_climbs_from_customer_service_to_the_general_manager() -> None:
+    # 篇二 4.2.2.1 (客服主任), 3.3 and 篇六 七 注 (综合管理部/人事行政), 4.2.2.2 5) (总经理).
+    escalation = pack_named(PACK).escalation
+    assert escalation is not None
+    assert [(rung.level, rung.to) for rung in escalation.ladder] == [
+        (1, ("cs-supervisor",)),
+        (2, ("general-admin",)),
+        (3, ("gm",)),
+    ]
+    # The seed gives neither delays between rungs nor authority by amount.
+    assert all(rung.after_hours is None for rung in escalation.ladder)
+    assert all(rung.max_compensation is None for rung in escalation.ladder)
+    assert all(rung.seed for rung in escalation.ladder)
+
+
+def test_major_complaints_go_to_the_top_of_the_ladder() -> None:
+    # 篇六 六5: by the complaint's level the matching manager settles it in person.
+    escalation = pack_named(PACK).escalation
+    assert escalation is not None
+    assert escalation.major_to_top is True
+    major = [
+        n
+        for n in pack_named(PACK).notifications
+        if n.event == "ComplaintReceived" and n.when.severities == ("major",)
+    ]
+    assert [n.to for n in major] == [("gm", "vp-sales", "vp-production", "general-admin")]
+
+
+def test_notifications_cover_the_customer_the_assignee_and_breaches() -> None:
+    rules = {n.id: n for n in pack_named(PACK).notifications}
+    by_event: dict[str, set[str]] = {}
+    for rule in rules.values():
+        by_event.setdefault(rule.event, set()).update(rule.to)
+
+    acknowledgement = rules["customer-acknowledgement"]
+    assert (acknowledgement.event, acknowledgement.to) == ("ComplaintReceived", ("customer",))
+    assert set(acknowledgement.channels) == {"email", "sms"}
+    assert acknowledgement.template == "acknowledgement"
+
+    assert {"assignee", "previous_assignee", "also_notify"} <= by_event["ComplaintAssigned"]
+    assert "supervisor" in by_event["ClockBreached"]
+    assert "supervisor" in by_event["ClockWarning"]
+    assert "supervisor" in by_event["ComplaintEscalated"]
+    assert "owner" in by_event["ReturnVisitDue"]
+    for event in ("DecisionCommunicated", "ComplaintAnsweredOnSpot", "ComplaintNotUpheld"):
+        assert "customer" in by_event[event]
+
+
+def test_only_customer_templates_reach_the_customer() -> None:
+    # 篇二 4.2.3.1 3)①: customer service is the only post that speaks to customers.
+    customer_rules = [n for n in pack_named(PACK).notifications if "customer" in n.to]
+    assert {n.template for n in customer_rules} == {
+        "acknowledgement",
+        "decision",
+        "answered-on-spot",
+        "not-upheld",
+    }
+    assert all(n.to == ("customer",) for n in customer_rules)

@@ -7,6 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from shared.policy import NotificationRule
 from tests.unit.packs.routing_cases import pack_named, route
 
 CASES = [
@@ -41,3 +42,57 @@ def test_at_night_the_front_desk_is_on_shift_and_departments_are_not() -> None:
     assert "nobody on shift" in decision.reason
     triage = route("hotel", "unknown-thing", at=night, loads={"fo-agent": 10})
     assert triage.assignee_id == "fo-supervisor"  # both on shift; the agent is full
+
+
+def test_the_escalation_ladder_climbs_from_the_front_office_supervisor_to_the_deputy_gm() -> None:
+    pack = pack_named("hotel")
+    assert pack.escalation is not None
+    rungs = [(rung.level, rung.to) for rung in pack.escalation.ladder]
+    assert rungs == [(1, ("fo-supervisor",)), (2, ("deputy-gm",))]  # 十二 1(1), 6(1)(2)
+    assert [pack.member(person).name for _, (person,) in rungs] == ["王敏", "孙伟"]
+    # The seed gives neither delays between rungs nor authority by amount.
+    assert all(rung.after_hours is None for rung in pack.escalation.ladder)
+    assert all(rung.max_compensation is None for rung in pack.escalation.ladder)
+    assert all(rung.seed for rung in pack.escalation.ladder)
+
+
+def test_major_complaints_go_to_the_top_rung_at_once() -> None:
+    pack = pack_named("hotel")
+    assert pack.escalation is not None
+    assert pack.escalation.major_to_top is True
+    (major,) = [
+        rule
+        for rule in pack.notifications
+        if rule.event == "ComplaintReceived" and "major" in rule.when.severities
+    ]
+    assert "deputy-gm" in major.to
+
+
+def test_notifications_tell_the_customer_the_assignee_and_the_supervisors() -> None:
+    def rule_for(event: str, recipient: str) -> NotificationRule:
+        return next(
+            rule
+            for rule in pack_named("hotel").notifications
+            if rule.event == event and recipient in rule.to and not rule.when.severities
+        )
+
+    acknowledgement = rule_for("ComplaintReceived", "customer")
+    assert (acknowledgement.template, set(acknowledgement.channels)) == (
+        "acknowledgement",
+        {"email", "sms"},
+    )
+    assert rule_for("ComplaintAssigned", "assignee").template == "assignment"
+    assert rule_for("ComplaintAssigned", "also_notify").template == "assignment"
+    assert rule_for("ComplaintAssigned", "previous_assignee").template == "reassignment"
+    breach = rule_for("ClockBreached", "supervisor")
+    assert (breach.template, "fo-supervisor" in breach.to) == ("breach", True)
+    assert rule_for("ReturnVisitDue", "owner").template == "return-visit-due"
+    for event in ("DecisionCommunicated", "ComplaintAnsweredOnSpot", "ComplaintNotUpheld"):
+        assert rule_for(event, "customer").template == "decision"
+
+
+def test_only_customer_templates_reach_the_customer() -> None:
+    customer_templates = {
+        rule.template for rule in pack_named("hotel").notifications if "customer" in rule.to
+    }
+    assert customer_templates == {"acknowledgement", "decision"}  # 004 篇二 4.2.3.1 ①

@@ -197,3 +197,63 @@ def test_someone_may_approve_reassignments_and_no_clock_is_invented() -> None:
     approvers = {s.id for s in pack.staff if s.approves_reassignment}
     assert {"ts-head", "office-director"} <= approvers
     assert pack.clocks == ()
+
+
+def test_the_escalation_ladder_climbs_the_seeds_chain_of_command() -> None:
+    # 二4 主管领导 → 七 分管经理 → 二5 总经理; the seed gives no delays and no amounts.
+    escalation = pack_named("it-services").escalation
+    assert escalation is not None
+    assert [(rung.level, rung.to) for rung in escalation.ladder] == [
+        (1, ("ts-head",)),
+        (2, ("manager-in-charge",)),
+        (3, ("gm",)),
+    ]
+    assert all(rung.after_hours is None for rung in escalation.ladder)
+    assert all(rung.max_compensation is None for rung in escalation.ladder)
+    assert all(rung.seed for rung in escalation.ladder)
+
+
+def test_major_matters_go_to_the_top_at_once() -> None:
+    # 二5: a major matter is reported to the GM immediately; 七: major faults likewise.
+    pack = pack_named("it-services")
+    assert pack.escalation is not None
+    assert pack.escalation.major_to_top is True
+    received = [n for n in pack.notifications if n.event == "ComplaintReceived"]
+    major_gm = [n for n in received if n.when.severities == ("major",) and "gm" in n.to]
+    assert major_gm
+    major_fault = next(n for n in received if n.id == "major-fault-management")
+    assert set(major_fault.to) == {"manager-in-charge", "business", "ts-head"}
+    assert major_fault.when.categories == ("fault",)
+
+
+def test_notifications_cover_customer_assignee_and_supervisors() -> None:
+    notifications = pack_named("it-services").notifications
+
+    def rules(event: str, recipient: str) -> list[str]:
+        return [n.template for n in notifications if n.event == event and recipient in n.to]
+
+    acknowledgement = next(n for n in notifications if n.id == "customer-acknowledgement")
+    assert (acknowledgement.event, acknowledgement.to, acknowledgement.template) == (
+        "ComplaintReceived",
+        ("customer",),
+        "acknowledgement",
+    )
+    assert set(acknowledgement.channels) == {"email", "sms"}
+    assert rules("ComplaintAssigned", "assignee") == ["assignment"]
+    assert rules("ComplaintAssigned", "previous_assignee") == ["reassignment"]
+    assert rules("ComplaintAssigned", "also_notify") == ["assignment-copy"]
+    assert rules("ClockBreached", "supervisor") == ["breach"]
+    assert rules("ClockWarning", "supervisor") == ["warning"]
+    assert rules("ComplaintEscalated", "supervisor") == ["escalation"]
+    assert rules("ReturnVisitDue", "owner") == ["return-visit-due"]
+    for event in ("DecisionCommunicated", "ComplaintAnsweredOnSpot", "ComplaintNotUpheld"):
+        assert rules(event, "customer"), event
+
+
+def test_only_customer_templates_speak_to_customers() -> None:
+    # 004 篇二 4.2.3.1 ①: customer service alone speaks to customers.
+    customer_templates = {"acknowledgement", "decision", "answered-on-spot", "not-upheld"}
+    for rule in pack_named("it-services").notifications:
+        if "customer" in rule.to:
+            assert rule.to == ("customer",), rule.id
+            assert rule.template in customer_templates, rule.id

@@ -186,3 +186,68 @@ def test_no_clock_counts_the_combined_opinion_from_receipt() -> None:
         "closure",
         "investigation-report",
     }
+
+
+def test_the_escalation_ladder_climbs_from_the_gm_office_through_the_approvers() -> None:
+    # 第七条(三)1: the GM office reacts to overdue cases; 9(五): approval by amount goes to
+    # the sales manager, the deputy GM or the GM. The seed gives no delays and leaves the
+    # amounts of 第十一条 blank, so no rung has either.
+    escalation = pack_named("manufacturing").escalation
+    assert escalation is not None
+    assert [(rung.level, rung.to) for rung in escalation.ladder] == [
+        (1, ("pmg-leader",)),
+        (2, ("sales-manager",)),
+        (3, ("deputy-gm",)),
+        (4, ("general-manager",)),
+    ]
+    assert all(rung.after_hours is None for rung in escalation.ladder)
+    assert all(rung.max_compensation is None for rung in escalation.ladder)
+    assert all(rung.seed.startswith("000 第二篇") for rung in escalation.ladder)
+
+
+def test_major_complaints_go_to_the_top_and_the_gm_hears_at_once() -> None:
+    pack = pack_named("manufacturing")
+    assert pack.escalation is not None
+    assert pack.escalation.major_to_top is True
+    major = next(
+        n for n in pack.notifications if n.event == "ComplaintReceived" and n.when.severities
+    )
+    assert major.when.severities == (Severity.MAJOR,)
+    assert "general-manager" in major.to
+
+
+def test_notifications_cover_the_customer_the_assignee_and_supervisors() -> None:
+    rules = pack_named("manufacturing").notifications
+    acknowledgement = next(
+        n for n in rules if n.event == "ComplaintReceived" and n.to == ("customer",)
+    )
+    assert acknowledgement.template == "acknowledgement"
+    assert set(acknowledgement.channels) == {"email", "sms"}
+    assert not acknowledgement.when.severities
+    assert any(n.event == "ComplaintAssigned" and "assignee" in n.to for n in rules)
+    assert any(n.event == "ComplaintAssigned" and "previous_assignee" in n.to for n in rules)
+    assert any(n.event == "ComplaintAssigned" and "also_notify" in n.to for n in rules)
+    breach = next(n for n in rules if n.event == "ClockBreached")
+    # 第七条(三)1: the GM office manages time limits and reacts to overdue cases.
+    assert {"supervisor", "gm-office"} <= set(breach.to)
+
+
+def test_customers_hear_only_through_customer_templates() -> None:
+    # 9(十): only the approved answer reaches the customer, never the internal form.
+    rules = pack_named("manufacturing").notifications
+    to_customer = {n.event: n.template for n in rules if "customer" in n.to}
+    assert to_customer == {
+        "ComplaintReceived": "acknowledgement",
+        "DecisionCommunicated": "decision",
+        "ComplaintAnsweredOnSpot": "answered-on-spot",
+        "ComplaintNotUpheld": "not-upheld",
+    }
+    assert all(n.to == ("customer",) for n in rules if "customer" in n.to)
+
+
+def test_the_owner_is_reminded_of_return_visits_and_closed_forms_reach_four_units() -> None:
+    rules = {n.id: n for n in pack_named("manufacturing").notifications}
+    assert rules["return-visit-due"].event == "ReturnVisitDue"
+    assert rules["return-visit-due"].to == ("owner",)
+    # 9(七): the closed form's copies go to QA, manufacturing, sales and the GM office.
+    assert set(rules["closed-copies"].to) == {"quality", "manufacturing", "sales", "gm-office"}

@@ -196,3 +196,75 @@ def test_on_a_weekend_the_centre_is_on_shift_and_engineering_is_not() -> None:
 def test_clocks_are_plain_elapsed_hours_from_001_5_7() -> None:
     clocks = {c.clock: c.target_hours for c in pack_named("property").clocks}
     assert clocks == {"forward-to-property-company": 8, "reply-to-property-company": 72}
+
+
+def test_the_ladder_climbs_from_the_centres_specialist_to_its_manager() -> None:
+    # 001 4.2.2, 4.2.4: the 客服专员 reports to the 客服经理; the seed gives no delays and no
+    # amounts, so no rung has after_hours or max_compensation.
+    escalation = pack_named("property").escalation
+    assert escalation is not None
+    assert [(rung.level, rung.to) for rung in escalation.ladder] == [
+        (1, ("cs-specialist",)),
+        (2, ("cs-manager",)),
+    ]
+    assert all(rung.after_hours is None for rung in escalation.ladder)
+    assert all(rung.max_compensation is None for rung in escalation.ladder)
+    assert all(rung.seed for rung in escalation.ladder)
+
+
+def test_major_property_complaints_go_to_the_top_rung_at_once() -> None:
+    # 004 篇六 六5; 001 5.6.1: nothing in the seed says otherwise.
+    escalation = pack_named("property").escalation
+    assert escalation is not None
+    assert escalation.major_to_top is True
+
+
+def _rules(on: str) -> list[tuple[tuple[str, ...], tuple[str, ...], str]]:
+    return [
+        (rule.to, rule.channels, rule.template)
+        for rule in pack_named("property").notifications
+        if rule.event == on
+    ]
+
+
+def test_the_customer_the_assignee_and_supervisors_are_notified() -> None:
+    received = _rules("ComplaintReceived")
+    assert (("customer",), ("email", "sms"), "acknowledgement") in received
+    assert any(to == ("assignee",) for to, _, _ in _rules("ComplaintAssigned"))
+    assert any("previous_assignee" in to for to, _, _ in _rules("ComplaintAssigned"))
+    assert any("also_notify" in to for to, _, _ in _rules("ComplaintAssigned"))
+    breached = _rules("ClockBreached")
+    assert any({"supervisor", "cs-manager"} <= set(to) for to, _, _ in breached)
+
+
+def test_the_customer_hears_every_outcome_and_only_through_customer_templates() -> None:
+    customer = {
+        rule.event: rule.template
+        for rule in pack_named("property").notifications
+        if "customer" in rule.to
+    }
+    assert customer == {
+        "ComplaintReceived": "acknowledgement",
+        "DecisionCommunicated": "decision",
+        "ComplaintAnsweredOnSpot": "answered-on-spot",
+        "ComplaintNotUpheld": "not-upheld",
+    }
+    assert all(
+        rule.to == ("customer",)
+        for rule in pack_named("property").notifications
+        if "customer" in rule.to
+    )
+
+
+def test_major_complaints_and_return_visits_reach_the_people_the_seed_names() -> None:
+    rules = {rule.id: rule for rule in pack_named("property").notifications}
+    major = rules["major-complaint"]
+    assert (major.event, major.when.severities, major.to) == (
+        "ComplaintReceived",
+        ("major",),
+        ("cs-manager",),
+    )
+    # 004 篇六 四(三)1: the 人事行政经理 makes the property company's return visits.
+    assert rules["return-visit-due"].to == ("owner",)
+    assert rules["return-visit-due-property"].to == ("pm-hr-admin",)
+    assert all(rule.seed for rule in rules.values())

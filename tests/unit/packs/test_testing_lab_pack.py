@@ -176,3 +176,56 @@ def test_at_the_weekend_nobody_is_on_shift_and_the_least_loaded_takes_it() -> No
 def test_the_retest_reply_clock_is_fifteen_days() -> None:
     (clock,) = pack_named(PACK).clocks
     assert (clock.clock, clock.target_hours) == ("retest-reply", 360)
+
+
+def test_the_ladder_climbs_from_the_technical_office_to_the_quality_manager() -> None:
+    # 1.2, 2.1.1: 技术业务室; 2.1.2–2.1.3: 办公室; 1.2, 2.2.1: 质量负责人 presides.
+    escalation = pack_named(PACK).escalation
+    assert escalation is not None
+    assert [(rung.level, rung.to) for rung in escalation.ladder] == [
+        (1, ("tech-office-head",)),
+        (2, ("office-director",)),
+        (3, ("quality-manager",)),
+    ]
+    # The seed gives no delays and no authority by amount (6: compensation is negotiated).
+    assert all(rung.after_hours is None for rung in escalation.ladder)
+    assert all(rung.max_compensation is None for rung in escalation.ladder)
+    assert all(rung.seed for rung in escalation.ladder)
+
+
+def test_major_complaints_go_to_the_top_rung_at_once() -> None:
+    pack = pack_named(PACK)
+    assert pack.escalation is not None
+    assert pack.escalation.major_to_top
+    (major,) = [
+        n
+        for n in pack.notifications
+        if n.event == "ComplaintReceived" and "major" in n.when.severities
+    ]
+    assert pack.escalation.ladder[-1].to[0] in major.to
+
+
+def test_notifications_cover_the_customer_the_assignee_and_the_supervisors() -> None:
+    rules = pack_named(PACK).notifications
+    heard = {(n.event, target): n for n in rules for target in n.to}
+    acknowledgement = heard[("ComplaintReceived", "customer")]
+    assert set(acknowledgement.channels) == {"email", "sms"}
+    assert acknowledgement.template == "acknowledgement"
+    assert not acknowledgement.when.severities
+    assert heard[("ComplaintAssigned", "assignee")].template == "assignment"
+    assert ("ComplaintAssigned", "previous_assignee") in heard
+    assert ("ComplaintAssigned", "also_notify") in heard
+    assert heard[("ClockBreached", "supervisor")].template == "breach"
+    assert heard[("ReturnVisitDue", "owner")].template == "return-visit-due"
+
+
+def test_customers_get_customer_templates_only() -> None:
+    # 004 篇二 4.2.3.1 ①: only customer service speaks to customers; 3.1–3.3 in writing.
+    customer_rules = [n for n in pack_named(PACK).notifications if "customer" in n.to]
+    assert {n.event: n.template for n in customer_rules} == {
+        "ComplaintReceived": "acknowledgement",
+        "DecisionCommunicated": "decision",
+        "ComplaintAnsweredOnSpot": "decision",
+        "ComplaintNotUpheld": "not-upheld",
+    }
+    assert all(n.to == ("customer",) and "email" in n.channels for n in customer_rules)
