@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
+from collections.abc import Awaitable, Callable
 from datetime import datetime, time
 from decimal import Decimal
 from enum import StrEnum
@@ -123,6 +124,9 @@ class Staff(_Model):
     capacity: int = Field(default=10, ge=1, description="Open cases this person can carry.")
     calendar: str | None = Field(default=None, description="Defaults to the pack's first.")
     approves_reassignment: bool = False
+    available: bool = Field(
+        default=True, description="False while away (leave, sickness): routing moves their cases."
+    )
 
 
 class Match(_Model):
@@ -338,7 +342,7 @@ class PolicyPack(_Model):
                 if target not in staff and target not in departments:
                     raise ValueError(f"{where}: also_notify {target!r} is no staff or department")
             if rule.assignee is None and not self.candidates(
-                rule.department, rule.roles, rule.skill
+                rule.department, rule.roles, rule.skill, away_too=True
             ):
                 raise ValueError(f"{where}: no staff in {rule.department} fits roles and skill")
         for field, codes in (
@@ -363,12 +367,20 @@ class PolicyPack(_Model):
         return any(d.code == code for d in self.departments)
 
     def candidates(
-        self, department: str, roles: tuple[str, ...] = (), skill: str | None = None
+        self,
+        department: str,
+        roles: tuple[str, ...] = (),
+        skill: str | None = None,
+        *,
+        away_too: bool = False,
     ) -> list[Staff]:
+        """Staff of ``department`` fitting ``roles`` and ``skill``; only those available
+        unless ``away_too``."""
         return [
             s
             for s in self.staff
             if s.department == department
+            and (s.available or away_too)
             and (not roles or s.role in roles)
             and (skill is None or skill in s.skills)
         ]
@@ -450,6 +462,11 @@ class LivePacks:
         self._directory = directory
         self._signature = self._read_signature()
         self.current = load_packs(directory)
+        self._listeners: list[Callable[[PackRegistry], Awaitable[None]]] = []
+
+    def on_reload(self, listener: Callable[[PackRegistry], Awaitable[None]]) -> None:
+        """Call ``listener`` with the new packs after each successful reload."""
+        self._listeners.append(listener)
 
     def _read_signature(self) -> tuple[tuple[str, int, int], ...]:
         return tuple(
@@ -475,5 +492,7 @@ class LivePacks:
                 if self.reload_if_changed():
                     versions = {name: p.version for name, p in self.current.packs.items()}
                     log.info("policy packs reloaded", versions=versions)
+                    for listener in self._listeners:
+                        await listener(self.current)
             except PolicyPackError as exc:
                 log.error("policy pack change refused; keeping the packs in use", error=str(exc))

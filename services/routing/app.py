@@ -9,7 +9,13 @@ import structlog
 from faststream import FastStream
 
 from services.routing import store
-from services.routing.domain import RoutingInput, choose, escalation_target, target
+from services.routing.domain import (
+    RoutingInput,
+    choose,
+    escalation_target,
+    stand_in,
+    target,
+)
 from shared.consumer import subscribe_events
 from shared.consumer_app import PoolHolder, consumer_app, new_broker
 from shared.contracts import ComplaintAssigned, ComplaintReceived, Event
@@ -24,7 +30,7 @@ from shared.contracts.routing import Assignee, CandidateConsidered
 from shared.inbox import first_delivery
 from shared.logging import configure_logging
 from shared.outbox import enqueue
-from shared.policy import LivePacks
+from shared.policy import LivePacks, PackRegistry, PolicyPack
 from shared.settings import ServiceSettings
 from shared.topics import Topics
 
@@ -148,5 +154,66 @@ def build_app(settings: ServiceSettings) -> FastStream:
             )
         log.info("complaint reassigned", assignee=person.id, rule=rule)
 
+    async def move_cases_of_the_away(registry: PackRegistry) -> None:
+        """After a pack change, cases of people now away (or gone) go to a colleague."""
+        for pack in registry.packs.values():
+            away = [s.id for s in pack.staff if not s.available]
+            async with holder.pool.acquire() as conn:
+                stranded = await store.open_cases_of_the_away(
+                    conn, pack.pack, away, [s.id for s in pack.staff]
+                )
+            for complaint_no in stranded:
+                await move_away(pack, complaint_no)
+
+    async def move_away(pack: PolicyPack, complaint_no: str) -> None:
+        async with holder.pool.acquire() as conn, conn.transaction():
+            now = await store.current(conn, complaint_no)
+            if now is None or not now.open or now.assignee_id is None:
+                return
+            if pack.has_member(now.assignee_id) and pack.member(now.assignee_id).available:
+                return  # another instance moved it already
+            await store.lock_department(conn, pack.pack, now.department)
+            department_staff = [m.id for m in pack.candidates(now.department, away_too=True)]
+            loads = await store.loads(conn, pack.pack, department_staff)
+            decision = stand_in(pack, now.department, now.assignee_id, loads, datetime.now(UTC))
+            await store.move(
+                conn,
+                complaint_no,
+                department=decision.department,
+                assignee_id=decision.assignee_id,
+                rule=decision.rule,
+                reason=f"{now.assignee_id} is unavailable; {decision.reason}",
+                pack_version=pack.version,
+            )
+            previous = (
+                Assignee(staff_id=now.assignee_id, name=pack.member(now.assignee_id).name)
+                if pack.has_member(now.assignee_id)
+                else Assignee(staff_id=now.assignee_id, name=now.assignee_id)
+            )
+            await enqueue(
+                conn,
+                topics.routing.name,
+                ComplaintAssigned(
+                    event_type=ComplaintAssigned.EVENT_TYPE,
+                    complaint_no=complaint_no,
+                    branch_id=now.branch_id,
+                    correlation_id=now.correlation_id or complaint_no,
+                    producer="routing",
+                    department=decision.department,
+                    assignee=Assignee(staff_id=decision.assignee_id, name=decision.assignee_name),
+                    rule=decision.rule,
+                    pack=pack.pack,
+                    pack_version=pack.version,
+                    candidates=tuple(
+                        CandidateConsidered(**candidate.__dict__)
+                        for candidate in decision.candidates
+                    ),
+                    reason=f"{now.assignee_id} is unavailable; {decision.reason}",
+                    previous_assignee=previous,
+                ),
+            )
+        log.info("case moved from unavailable staff", complaint_no=complaint_no)
+
+    packs.on_reload(move_cases_of_the_away)
     subscribe_events(broker, [topics.intake], group_id="routing", handle=on_intake_event)
     return consumer_app(broker, settings, SCHEMA, MIGRATIONS, holder, with_relay=True, packs=packs)

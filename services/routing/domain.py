@@ -77,9 +77,10 @@ def target(pack: PolicyPack, complaint: RoutingInput) -> Target:
     category = pack.category(complaint.category)
     if rule is not None:
         department, rule_id, also_notify = rule.department, f"rule:{rule.id}", rule.also_notify
+        named = pack.member(rule.assignee) if rule.assignee else None
         pool = (
-            [pack.member(rule.assignee)]
-            if rule.assignee
+            [named]
+            if named is not None and named.available
             else pack.candidates(rule.department, rule.roles, rule.skill)
         )
     elif category is not None:
@@ -88,14 +89,14 @@ def target(pack: PolicyPack, complaint: RoutingInput) -> Target:
     else:
         department, rule_id, also_notify = pack.triage_department, "triage", ()
         pool = pack.candidates(department)
-    if not pool:  # a department whose only member sits elsewhere: its head takes it
-        pool = [pack.member(pack.department(department).head)]
+    # Whoever fits may be away: then anyone available in the department, then its head.
+    pool = pool or pack.candidates(department) or [pack.member(pack.department(department).head)]
     return Target(
         department=department,
         rule=rule_id,
         pool=tuple(sorted(pool, key=lambda m: m.id)),
         also_notify=also_notify,
-        fixed=bool(rule and rule.assignee),
+        fixed=bool(rule and rule.assignee and pack.member(rule.assignee).available),
     )
 
 
@@ -160,3 +161,19 @@ def escalation_target(
     else:
         chosen = pack.member(pack.department(department).head)
     return None if chosen.id == assignee_id else chosen
+
+
+def stand_in(
+    pack: PolicyPack, department: str, away: str, loads: Mapping[str, int], now: datetime
+) -> Decision:
+    """Who takes over a case from someone who became unavailable, in the same department."""
+    pool = tuple(m for m in pack.candidates(department) if m.id != away)
+    head = pack.member(pack.department(department).head)
+    to = Target(
+        department=department,
+        rule="reroute:unavailable",
+        pool=pool or (head,),
+        also_notify=(),
+        fixed=False,
+    )
+    return choose(pack, to, loads, now)

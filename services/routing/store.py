@@ -44,8 +44,8 @@ async def record_assignment(
 ) -> None:
     await conn.execute(
         """INSERT INTO assignments (complaint_no, branch_id, department, assignee_id, rule,
-               pack, pack_version, also_notify, candidates, reason)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)""",
+               pack, pack_version, also_notify, candidates, reason, correlation_id)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)""",
         event.complaint_no,
         event.branch_id,
         decision.department,
@@ -56,6 +56,7 @@ async def record_assignment(
         list(decision.also_notify),
         json.dumps([c.__dict__ for c in decision.candidates]),
         decision.reason,
+        event.correlation_id,
     )
     await _change_load(conn, pack.pack, decision.assignee_id, +1)
 
@@ -77,16 +78,44 @@ class Current:
     pack: str
     department: str
     assignee_id: str | None
+    branch_id: str
+    correlation_id: str | None
+    open: bool
 
 
 async def current(conn: DbConnection, complaint_no: str) -> Current | None:
     """The complaint's assignment, locked for the rest of the transaction."""
     row = await conn.fetchrow(
-        """SELECT pack, department, assignee_id FROM assignments WHERE complaint_no = $1
-           FOR UPDATE""",
+        """SELECT pack, department, assignee_id, branch_id, correlation_id, open
+           FROM assignments WHERE complaint_no = $1 FOR UPDATE""",
         complaint_no,
     )
-    return Current(row["pack"], row["department"], row["assignee_id"]) if row else None
+    if row is None:
+        return None
+    return Current(
+        pack=row["pack"],
+        department=row["department"],
+        assignee_id=row["assignee_id"],
+        branch_id=row["branch_id"],
+        correlation_id=row["correlation_id"],
+        open=row["open"],
+    )
+
+
+async def open_cases_of_the_away(
+    conn: DbConnection, pack: str, away: list[str], staff: list[str]
+) -> list[str]:
+    """Open cases whose assignee is away or no longer on the pack's staff."""
+    rows = await conn.fetch(
+        """SELECT complaint_no FROM assignments
+           WHERE pack = $1 AND open
+             AND (assignee_id = ANY($2::text[]) OR NOT (assignee_id = ANY($3::text[])))
+           ORDER BY complaint_no""",
+        pack,
+        away,
+        staff,
+    )
+    return [row["complaint_no"] for row in rows]
 
 
 async def move(

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
 from services.routing.app import build_app as build_routing
 from shared.contracts import ComplaintAssigned, decode_event
-from shared.settings import ServiceSettings
+from shared.settings import REPO_ROOT, ServiceSettings
 from shared.topics import Topics
 from tests.contracts.golden import golden_samples
 from tests.support.db import scalar
@@ -115,3 +116,63 @@ async def test_loads_follow_assignments_closures_and_reopenings_once_each(
     assert len(decision.pack_version) == 16
     assert {c.staff_id for c in decision.candidates} == {"fo-agent", "fo-supervisor"}
     assert "candidates" in decision.reason
+
+
+async def test_cases_leave_someone_marked_unavailable_in_the_pack(
+    infra: Infra, database_url: str, topics: Topics, tmp_path: Path
+) -> None:
+    bootstrap = infra.kafka_bootstrap_servers
+    pack_file = tmp_path / "hotel.yaml"
+    original = (REPO_ROOT / "policy-packs" / "hotel.yaml").read_text(encoding="utf-8")
+    pack_file.write_text(original, encoding="utf-8")
+    routing = build_routing(
+        ServiceSettings(
+            database_url=database_url,
+            kafka_bootstrap_servers=bootstrap,
+            complaints_topic_namespace=topics.namespace,
+            policy_packs_dir=tmp_path,
+        )
+    )
+    run = asyncio.create_task(routing.run())
+    try:
+        await produce(
+            bootstrap,
+            topics.intake.name,
+            [received("261122201", "no-such-category"), received("261122202", "no-such-category")],
+        )
+
+        async def both_assigned() -> bool:
+            return await scalar(database_url, "SELECT count(*) FROM routing.assignments") == 2
+
+        await wait_for(both_assigned)
+        away_line = "role: agent, supervisor: fo-supervisor"
+        assert away_line in original
+        pack_file.write_text(
+            original.replace(away_line, away_line + ", available: false"), encoding="utf-8"
+        )
+
+        async def agent_has_none() -> bool:
+            sql = "SELECT count(*) FROM routing.assignments WHERE assignee_id = 'fo-agent'"
+            return await scalar(database_url, sql) == 0
+
+        await wait_for(agent_has_none, timeout=30)
+        loads = await scalar(
+            database_url,
+            "SELECT open_cases FROM routing.staff_load WHERE staff_id = 'fo-supervisor'",
+        )
+        assert loads == 2
+        assert await scalar(database_url, "SELECT sum(open_cases) FROM routing.staff_load") == 2
+    finally:
+        routing.exit()
+        await run
+
+    records = await read_records(bootstrap, topics.routing.name, expected=3)
+    moved = [
+        d for d in (decode_event(r.value) for r in records) if isinstance(d, ComplaintAssigned)
+    ]
+    rerouted = [d for d in moved if d.rule == "reroute:unavailable"]
+    assert len(rerouted) == 1
+    assert rerouted[0].previous_assignee is not None
+    assert rerouted[0].previous_assignee.staff_id == "fo-agent"
+    assert rerouted[0].assignee is not None
+    assert rerouted[0].assignee.staff_id == "fo-supervisor"

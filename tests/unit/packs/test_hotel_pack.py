@@ -7,8 +7,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from shared.policy import NotificationRule
-from tests.unit.packs.routing_cases import pack_named, route
+from services.routing.domain import RoutingInput, decide, stand_in
+from shared.contracts.submissions import Channel, CustomerType, Region, Severity
+from shared.policy import NotificationRule, PolicyPack
+from tests.unit.packs.routing_cases import WORKING_HOURS, pack_named, route
 
 CASES = [
     # (category, keyword text, department, assignee, rule)
@@ -96,3 +98,24 @@ def test_only_customer_templates_reach_the_customer() -> None:
         rule.template for rule in pack_named("hotel").notifications if "customer" in rule.to
     }
     assert customer_templates == {"acknowledgement", "decision"}  # 004 篇二 4.2.3.1 ①
+
+
+def test_someone_away_is_passed_over_and_their_stand_in_found() -> None:
+    hotel = pack_named("hotel")
+    away = PolicyPack.model_validate(
+        {
+            **hotel.model_dump(),
+            "staff": [
+                {**s.model_dump(), "available": s.id != "fo-supervisor"} for s in hotel.staff
+            ],
+        }
+    )
+    billing = RoutingInput(
+        "billing", Severity.NORMAL, Channel.PHONE, CustomerType.MEMBER, Region.DOMESTIC, ""
+    )
+    assert decide(hotel, billing, {}, WORKING_HOURS).assignee_id == "fo-supervisor"
+    # The rule wants the supervisor; with her away, the front office's agent takes it.
+    assert decide(away, billing, {}, WORKING_HOURS).assignee_id == "fo-agent"
+    stand = stand_in(away, "front-office", "fo-supervisor", {}, WORKING_HOURS)
+    assert stand.assignee_id == "fo-agent"
+    assert stand.rule == "reroute:unavailable"
