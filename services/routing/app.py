@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import structlog
 from faststream import FastStream
 
 from services.routing import store
 from services.routing.domain import (
+    Decision,
     RoutingInput,
     choose,
     escalation_target,
@@ -40,6 +42,20 @@ PUBLISHES = ("routing",)
 SUBSCRIBES_TO = ("intake",)
 
 log = structlog.get_logger("routing")
+
+
+def decided(decision: Decision, pack: PolicyPack) -> dict[str, Any]:
+    """The fields of ``ComplaintAssigned`` that a routing decision fills in."""
+    return {
+        "department": decision.department,
+        "assignee": Assignee(staff_id=decision.assignee_id, name=decision.assignee_name),
+        "rule": decision.rule,
+        "pack": pack.pack,
+        "pack_version": pack.version,
+        "also_notify": decision.also_notify,
+        "candidates": tuple(CandidateConsidered(**c.__dict__) for c in decision.candidates),
+        "reason": decision.reason,
+    }
 
 
 def build_app(settings: ServiceSettings) -> FastStream:
@@ -81,21 +97,7 @@ def build_app(settings: ServiceSettings) -> FastStream:
             await enqueue(
                 conn,
                 topics.routing.name,
-                ComplaintAssigned.caused_by(
-                    event,
-                    producer="routing",
-                    department=decision.department,
-                    assignee=Assignee(staff_id=decision.assignee_id, name=decision.assignee_name),
-                    rule=decision.rule,
-                    pack=pack.pack,
-                    pack_version=pack.version,
-                    also_notify=decision.also_notify,
-                    candidates=tuple(
-                        CandidateConsidered(**candidate.__dict__)
-                        for candidate in decision.candidates
-                    ),
-                    reason=decision.reason,
-                ),
+                ComplaintAssigned.caused_by(event, producer="routing", **decided(decision, pack)),
             )
         log.info(
             "complaint assigned",
@@ -199,16 +201,10 @@ def build_app(settings: ServiceSettings) -> FastStream:
                     branch_id=now.branch_id,
                     correlation_id=now.correlation_id or complaint_no,
                     producer="routing",
-                    department=decision.department,
-                    assignee=Assignee(staff_id=decision.assignee_id, name=decision.assignee_name),
-                    rule=decision.rule,
-                    pack=pack.pack,
-                    pack_version=pack.version,
-                    candidates=tuple(
-                        CandidateConsidered(**candidate.__dict__)
-                        for candidate in decision.candidates
-                    ),
-                    reason=f"{now.assignee_id} is unavailable; {decision.reason}",
+                    **{
+                        **decided(decision, pack),
+                        "reason": f"{now.assignee_id} is unavailable; {decision.reason}",
+                    },
                     previous_assignee=previous,
                 ),
             )
