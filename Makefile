@@ -16,6 +16,7 @@ help:
 	@echo "make test   set everything up and run every test against real Kafka and PostgreSQL"
 	@echo "make lint   ruff check, ruff format --check, mypy --strict"
 	@echo "make docs   regenerate the AsyncAPI documents in docs/asyncapi/"
+	@echo "make demo   with make run going: one complaint for each pack's demo branch"
 	@echo "make infra-up / infra-down [STACK=dev|test]   local Kafka and PostgreSQL only"
 
 $(STAMP): pyproject.toml requirements.lock
@@ -42,6 +43,11 @@ infra-down: $(STAMP)
 .PHONY: run
 run: $(STAMP)
 	$(PY) deploy/local/run.py
+
+# With `make run` going in another terminal: one complaint per demo branch.
+.PHONY: demo
+demo: $(STAMP)
+	$(PY) deploy/local/demo.py
 
 .PHONY: lint
 lint: $(STAMP)
