@@ -10,7 +10,7 @@ import asyncio
 import hashlib
 import re
 from collections.abc import Awaitable, Callable
-from datetime import datetime, time
+from datetime import date, time
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
@@ -21,6 +21,7 @@ import structlog
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from shared.calendars import Closure, HolidayCalendar, WorkingTime
 from shared.contracts.submissions import Channel, CustomerType, Region, Severity
 
 _SLUG = r"^[a-z][a-z0-9-]*$"
@@ -83,12 +84,27 @@ def _parse_shift(text: str) -> tuple[time, time]:
     return start, end
 
 
+class ClosureSpan(_Model):
+    """Days a branch is closed beyond public holidays (renovation, a local event)."""
+
+    first: date = Field(alias="from")
+    last: date = Field(alias="to")
+    reason: str = Field(min_length=1)
+
+
 class Calendar(_Model):
-    """Working hours (001 5.2: Mon–Fri 08:30–12:00 and 13:00–17:00, Sat–Sun 09:00–17:00)."""
+    """Working hours (001 5.2: Mon–Fri 08:30–12:00 and 13:00–17:00, Sat–Sun 09:00–17:00),
+    public holidays and 调休 from a holiday calendar, and closures."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
     id: str = Field(pattern=_SLUG)
     timezone: str = "Asia/Shanghai"
     weekly: dict[Weekday, tuple[str, ...]]
+    holidays: str | None = Field(
+        default="cn-mainland", description="A holiday calendar in policy-packs/calendars/."
+    )
+    closures: tuple[ClosureSpan, ...] = ()
     seed: str | None = None
 
     @field_validator("timezone")
@@ -104,13 +120,14 @@ class Calendar(_Model):
                 _parse_shift(shift)
         return value
 
-    def is_working(self, moment: datetime) -> bool:
-        """Whether ``moment`` falls in a shift (weekly hours only; holidays come with sla)."""
-        local = moment.astimezone(ZoneInfo(self.timezone))
-        day = list(Weekday)[local.weekday()]
-        now = local.time()
-        return any(
-            start <= now < end for start, end in (_parse_shift(s) for s in self.weekly.get(day, ()))
+    def working_time(self, holidays: HolidayCalendar | None) -> WorkingTime:
+        return WorkingTime(
+            timezone=self.timezone,
+            weekly=tuple(
+                tuple(_parse_shift(shift) for shift in self.weekly.get(day, ())) for day in Weekday
+            ),
+            holidays=holidays,
+            closures=tuple(Closure(c.first, c.last) for c in self.closures),
         )
 
 
@@ -282,6 +299,9 @@ class PolicyPack(_Model):
     escalation: Escalation | None = None
     notifications: tuple[NotificationRule, ...] = ()
     version: str = Field(default="", description="Set by the loader: hash of the file.")
+    holiday_calendars: dict[str, HolidayCalendar] = Field(
+        default={}, description="Set by the loader from policy-packs/calendars/."
+    )
 
     @model_validator(mode="after")
     def _references_resolve(self) -> Self:
@@ -301,6 +321,11 @@ class PolicyPack(_Model):
                     f"category {category.code}: unknown department {category.department!r}"
                 )
         calendars = {c.id for c in self.calendars}
+        for calendar in self.calendars:
+            if calendar.holidays is not None and calendar.holidays not in self.holiday_calendars:
+                raise ValueError(
+                    f"calendar {calendar.id}: unknown holiday calendar {calendar.holidays!r}"
+                )
         categories = {c.code for c in self.categories}
         for member in self.staff:
             if member.supervisor is not None and member.supervisor not in staff:
@@ -385,9 +410,15 @@ class PolicyPack(_Model):
             and (skill is None or skill in s.skills)
         ]
 
-    def calendar_of(self, member: Staff) -> Calendar:
-        wanted = member.calendar or self.calendars[0].id
-        return next(c for c in self.calendars if c.id == wanted)
+    def working_time(self, calendar_id: str | None = None) -> WorkingTime:
+        """The named calendar's working time (the pack's first calendar by default)."""
+        wanted = calendar_id or self.calendars[0].id
+        calendar = next(c for c in self.calendars if c.id == wanted)
+        holidays = self.holiday_calendars.get(calendar.holidays) if calendar.holidays else None
+        return calendar.working_time(holidays)
+
+    def working_time_of(self, member: Staff) -> WorkingTime:
+        return self.working_time(member.calendar)
 
     def has_member(self, staff_id: str) -> bool:
         return any(s.id == staff_id for s in self.staff)
@@ -424,7 +455,26 @@ class PackRegistry:
         return sorted(self._by_branch)
 
 
-def load_pack(path: Path) -> PolicyPack:
+DEFAULT_HOLIDAYS = Path(__file__).resolve().parent.parent / "policy-packs" / "calendars"
+
+
+def load_holiday_calendars(directory: Path) -> dict[str, HolidayCalendar]:
+    calendars: dict[str, HolidayCalendar] = {}
+    for path in sorted(directory.glob("*.yaml")):
+        try:
+            calendar = HolidayCalendar.model_validate(yaml.safe_load(path.read_bytes()))
+        except (yaml.YAMLError, ValidationError) as exc:
+            raise PolicyPackError(f"{path}: {exc}") from exc
+        calendars[calendar.id] = calendar
+    return calendars
+
+
+def load_pack(path: Path, holidays: dict[str, HolidayCalendar] | None = None) -> PolicyPack:
+    """One pack; holiday calendars come from the pack folder's ``calendars/`` if it has
+    one, otherwise from the repo's."""
+    if holidays is None:
+        local = path.parent / "calendars"
+        holidays = load_holiday_calendars(local if local.is_dir() else DEFAULT_HOLIDAYS)
     raw = path.read_bytes()
     try:
         document = yaml.safe_load(raw)
@@ -433,6 +483,7 @@ def load_pack(path: Path) -> PolicyPack:
     if not isinstance(document, dict):
         raise PolicyPackError(f"{path}: top level must be a mapping")
     document["version"] = hashlib.sha256(raw).hexdigest()[:16]
+    document["holiday_calendars"] = holidays
     try:
         return PolicyPack.model_validate(document)
     except ValidationError as exc:
@@ -447,7 +498,9 @@ def load_packs(directory: Path) -> PackRegistry:
     paths = sorted(directory.glob("*.yaml"))
     if not paths:
         raise PolicyPackError(f"{directory}: no policy packs (*.yaml) found")
-    return PackRegistry([load_pack(path) for path in paths])
+    local = directory / "calendars"
+    holidays = load_holiday_calendars(local if local.is_dir() else DEFAULT_HOLIDAYS)
+    return PackRegistry([load_pack(path, holidays) for path in paths])
 
 
 class LivePacks:

@@ -113,7 +113,7 @@ def choose(pack: PolicyPack, to: Target, loads: Mapping[str, int], now: datetime
             staff_id=member.id,
             open_cases=loads.get(member.id, 0),
             capacity=member.capacity,
-            on_shift=pack.calendar_of(member).is_working(now),
+            on_shift=pack.working_time_of(member).is_working(now),
         )
         for member in to.pool
     )

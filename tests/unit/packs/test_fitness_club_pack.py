@@ -179,7 +179,7 @@ def test_after_closing_nobody_is_on_shift_but_the_case_is_still_assigned() -> No
 
 def test_the_duty_managers_work_club_hours_every_day() -> None:
     pack = pack_named(PACK)
-    calendar = pack.calendar_of(pack.member("duty-manager-1"))
+    calendar = pack.working_time_of(pack.member("duty-manager-1"))
     tz = ZoneInfo("Asia/Shanghai")
     sunday_evening = datetime(2026, 11, 22, 21, 30, tzinfo=tz)
     before_opening = datetime(2026, 11, 22, 9, 0, tzinfo=tz)

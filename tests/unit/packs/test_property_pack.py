@@ -173,14 +173,15 @@ def test_a_busy_engineer_leaves_house_quality_to_the_engineering_manager() -> No
 
 
 def test_the_centre_keeps_the_working_hours_of_001_5_2() -> None:
-    centre = pack_named("property").calendars[0]
-    assert centre.id == "cs-centre"
+    assert pack_named("property").calendars[0].id == "cs-centre"
+    centre = pack_named("property").working_time("cs-centre")
     assert centre.is_working(datetime(2026, 11, 18, 8, 30, tzinfo=SHANGHAI))  # Wednesday
     assert not centre.is_working(datetime(2026, 11, 18, 12, 30, tzinfo=SHANGHAI))  # lunch
     assert not centre.is_working(datetime(2026, 11, 18, 17, 0, tzinfo=SHANGHAI))
     assert not centre.is_working(datetime(2026, 11, 21, 8, 30, tzinfo=SHANGHAI))  # Saturday
     assert centre.is_working(datetime(2026, 11, 21, 9, 0, tzinfo=SHANGHAI))
     assert centre.is_working(datetime(2026, 11, 22, 16, 59, tzinfo=SHANGHAI))  # Sunday
+    assert not centre.is_working(datetime(2026, 10, 2, 10, 0, tzinfo=SHANGHAI))  # 国庆
 
 
 def test_on_a_weekend_the_centre_is_on_shift_and_engineering_is_not() -> None:
