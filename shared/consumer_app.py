@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
 import asyncpg
@@ -53,7 +54,10 @@ def consumer_app(
     *,
     with_relay: bool,
     packs: LivePacks | None = None,
+    background: Callable[[], AbstractAsyncContextManager[None]] | None = None,
 ) -> FastStream:
+    """``background`` runs beside the consumers once the database is ready (sla's timers)."""
+
     @asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:
         async with (
@@ -61,7 +65,8 @@ def consumer_app(
             watching(packs),
         ):
             holder.attach(pool)
-            yield
+            async with background() if background else contextlib.nullcontext():
+                yield
             holder.attach(None)
 
     return FastStream(broker, lifespan=lifespan, logger=logging.getLogger(f"{schema}.app"))

@@ -57,6 +57,18 @@ async def enqueue(conn: DbConnection, topic: str, message: Publishable) -> None:
     )
 
 
+async def enqueue_many(conn: DbConnection, topic: str, messages: list[Publishable]) -> None:
+    """``enqueue`` for a batch, in one round trip."""
+    await conn.executemany(
+        """INSERT INTO outbox (event_id, topic, key, payload, headers)
+           VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO NOTHING""",
+        [
+            (m.event_id, topic, m.key, m.model_dump_json().encode(), json.dumps(m.headers()))
+            for m in messages
+        ],
+    )
+
+
 class OutboxRelay:
     """Publishes one schema's outbox to Kafka until stopped."""
 

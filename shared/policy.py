@@ -187,17 +187,72 @@ class Category(_Model):
     seed: str = Field(min_length=1, description="Where in the source document the rule comes from.")
 
 
+# Events a clock can start or stop on (intake's life-cycle events).
+CLOCK_EVENTS = frozenset(
+    {
+        "ComplaintReceived",
+        "ComplaintAcknowledged",
+        "ComplaintAssignmentRecorded",
+        "InvestigationStarted",
+        "DecisionCommunicated",
+        "ComplaintAnsweredOnSpot",
+        "ComplaintNotUpheld",
+        "ComplaintResolved",
+        "ReturnVisitRecorded",
+        "ComplaintClosed",
+    }
+)
+# A case that ends stops every clock still running.
+ENDING_EVENTS = ("ComplaintClosed", "ComplaintNotUpheld")
+
+
 class ClockRule(_Model):
-    """A deadline that starts when a complaint is received, if its filters match."""
+    """A deadline: when it starts, how long it runs (elapsed or working time), what meets it.
+
+    Exactly one of ``target_hours`` (elapsed), ``working_hours`` (working time on the
+    calendar) and ``working_days`` (by the end of the n-th working day after the start
+    day) gives the length.
+    """
 
     id: str = Field(pattern=_SLUG)
     clock: str = Field(pattern=_SLUG)
-    target_hours: float = Field(gt=0)
+    target_hours: float | None = Field(default=None, gt=0)
+    working_hours: float | None = Field(default=None, gt=0)
+    working_days: int | None = Field(default=None, ge=1)
+    calendar: str | None = Field(default=None, description="Default: the pack's first.")
+    starts_on: str = "ComplaintReceived"
+    stops_on: tuple[str, ...] = Field(
+        default=(), description="Events that meet the clock; closing the case always does."
+    )
+    return_visit: bool = Field(
+        default=False, description="Due means a return visit is due: the owner is reminded."
+    )
+    warn_at: tuple[float, ...] = Field(
+        default=(0.5, 0.8), description="Fractions of the target at which warnings go out."
+    )
     categories: tuple[str, ...] = ()
     customer_types: tuple[CustomerType, ...] = ()
     severities: tuple[Severity, ...] = ()
     regions: tuple[Region, ...] = ()
     seed: str = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _one_length(self) -> Self:
+        given = [self.target_hours, self.working_hours, self.working_days]
+        if sum(value is not None for value in given) != 1:
+            raise ValueError("give exactly one of target_hours, working_hours, working_days")
+        for event in (self.starts_on, *self.stops_on):
+            if event not in CLOCK_EVENTS:
+                raise ValueError(
+                    f"unknown event {event!r}; known: {', '.join(sorted(CLOCK_EVENTS))}"
+                )
+        if any(not 0 < fraction < 1 for fraction in self.warn_at):
+            raise ValueError("warn_at fractions lie strictly between 0 and 1")
+        return self
+
+    @property
+    def working(self) -> bool:
+        return self.target_hours is None
 
     def matches(
         self, category: str, customer_type: CustomerType, severity: Severity, region: Region
@@ -351,6 +406,8 @@ class PolicyPack(_Model):
                         f"notification rule {notification.id}: unknown recipient {target!r}"
                     )
         for clock in self.clocks:
+            if clock.calendar is not None and clock.calendar not in calendars:
+                raise ValueError(f"clock rule {clock.id}: unknown calendar {clock.calendar!r}")
             for code in clock.categories:
                 if code not in categories:
                     raise ValueError(f"clock rule {clock.id}: unknown category {code!r}")

@@ -1,21 +1,48 @@
-"""SLA: starts the deadline clocks a complaint's policy pack promises."""
+"""SLA: keeps the deadlines the policy packs promise, and raises the alarm.
+
+Clocks start, pause, resume and stop on intake's events; durable timers in Postgres
+fire warnings, breaches, escalations and return-visit reminders. Every instance runs
+the timer loop; ``FOR UPDATE SKIP LOCKED`` hands each due timer to exactly one of them,
+in the transaction that publishes its event through the outbox.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import structlog
 from faststream import FastStream
 
 from services.sla import store
-from services.sla.domain import plan_clocks
+from services.sla.domain import ComplaintFacts, plan_clocks, shifted
 from shared.consumer import subscribe_events
 from shared.consumer_app import PoolHolder, consumer_app, new_broker
-from shared.contracts import ClockStarted, ComplaintReceived, Event
+from shared.contracts import (
+    CaseEvent,
+    ClockBreached,
+    ClockPaused,
+    ClockResumed,
+    ClockStarted,
+    ClockStopped,
+    ClockWarning,
+    ComplaintReceived,
+    EscalationRaised,
+    Event,
+    ReturnVisitDue,
+)
+from shared.contracts.intake import ComplaintPutOnHold, ComplaintReopened, ComplaintResumed
+from shared.db import DbConnection
 from shared.inbox import first_delivery
 from shared.logging import configure_logging
-from shared.outbox import enqueue
-from shared.policy import LivePacks
+from shared.outbox import Publishable, enqueue, enqueue_many
+from shared.policy import ENDING_EVENTS, LivePacks, PolicyPack
 from shared.settings import ServiceSettings
 from shared.topics import Topics
 
@@ -23,6 +50,8 @@ SCHEMA = "sla"
 MIGRATIONS = Path(__file__).parent / "migrations"
 PUBLISHES = ("sla",)
 SUBSCRIBES_TO = ("intake",)
+TIMER_BATCH = 500
+TIMER_POLL_SECONDS = 0.2
 
 log = structlog.get_logger("sla")
 
@@ -34,38 +63,284 @@ def build_app(settings: ServiceSettings) -> FastStream:
     holder = PoolHolder()
     broker = new_broker(settings, "sla")
 
-    async def on_intake_event(event: Event) -> None:
-        if not isinstance(event, ComplaintReceived):
-            return
-        pack = packs.current.require(event.pack)
-        clocks = plan_clocks(
+    def envelope(complaint_no: str, branch_id: str, correlation_id: str) -> dict[str, Any]:
+        return {
+            "complaint_no": complaint_no,
+            "branch_id": branch_id,
+            "correlation_id": correlation_id,
+            "producer": "sla",
+        }
+
+    async def start_clocks(
+        conn: DbConnection,
+        pack: PolicyPack,
+        facts: ComplaintFacts,
+        cause: Event,
+        starting_event: str,
+        round_no: int,
+    ) -> list[str]:
+        started = []
+        for clock in plan_clocks(
             pack,
-            complaint_no=event.complaint_no,
-            category=event.category,
-            customer_type=event.customer.type,
-            severity=event.severity,
-            region=event.region,
-            received_at=event.received_at,
-        )
-        async with holder.pool.acquire() as conn, conn.transaction():
-            if not await first_delivery(conn, event):
-                return
-            for clock in clocks:
-                await store.start_clock(conn, event, clock, pack)
-                started = ClockStarted.caused_by(
-                    event,
+            facts,
+            starting_event=starting_event,
+            started_at=cause.occurred_at,
+            round_no=round_no,
+        ):
+            if not await store.start_clock(
+                conn,
+                facts.complaint_no,
+                cause.branch_id,
+                clock,
+                pack=pack.pack,
+                pack_version=pack.version,
+                round_no=round_no,
+            ):
+                continue
+            await enqueue(
+                conn,
+                topics.sla.name,
+                ClockStarted.caused_by(
+                    cause,
                     producer="sla",
                     clock_id=clock.clock_id,
                     name=clock.name,
                     started_at=clock.started_at,
                     due_at=clock.due_at,
                     target_seconds=clock.target_seconds,
+                    calendar="working" if clock.working else "elapsed",
                     rule=clock.rule,
                     pack=pack.pack,
                     pack_version=pack.version,
+                    round=round_no,
+                    return_visit=clock.return_visit,
+                ),
+            )
+            started.append(clock.name)
+        return started
+
+    async def on_received(conn: DbConnection, event: ComplaintReceived) -> None:
+        pack = packs.current.require(event.pack)
+        await store.save_case(conn, event)
+        facts = ComplaintFacts(
+            complaint_no=event.complaint_no,
+            category=event.category,
+            customer_type=event.customer.type,
+            severity=event.severity,
+            region=event.region,
+        )
+        started = await start_clocks(conn, pack, facts, event, "ComplaintReceived", 1)
+        ladder = pack.escalation
+        if event.severity.value == "major" and ladder is not None and ladder.major_to_top:
+            top = ladder.ladder[-1]
+            await enqueue(
+                conn,
+                topics.sla.name,
+                EscalationRaised.caused_by(
+                    event, producer="sla", level=top.level, to=top.to, reason="major"
+                ),
+            )
+        log.info("clocks started", clocks=started)
+
+    async def on_case_event(conn: DbConnection, event: CaseEvent) -> None:
+        case = await store.case(conn, event.complaint_no)
+        if case is None:
+            raise LookupError(f"{event.complaint_no}: ComplaintReceived not seen")
+        pack = packs.current.require(case.pack)
+        at = event.occurred_at
+        for clock in await store.open_clocks(conn, event.complaint_no):
+            time = pack.working_time(clock.calendar)
+            if event.event_type in clock.stops_on or event.event_type in ENDING_EVENTS:
+                outcome = await store.stop(conn, clock, at)
+                await enqueue(
+                    conn,
+                    topics.sla.name,
+                    ClockStopped.caused_by(
+                        event,
+                        producer="sla",
+                        clock_id=clock.clock_id,
+                        name=clock.name,
+                        stopped_at=at,
+                        outcome=outcome,
+                        by_event=event.event_type,
+                    ),
                 )
-                await enqueue(conn, topics.sla.name, started)
-        log.info("clocks started", clocks=[c.name for c in clocks])
+            elif isinstance(event, ComplaintPutOnHold) and clock.state == "running":
+                await store.pause(conn, clock, at)
+                await enqueue(
+                    conn,
+                    topics.sla.name,
+                    ClockPaused.caused_by(
+                        event,
+                        producer="sla",
+                        clock_id=clock.clock_id,
+                        name=clock.name,
+                        paused_at=at,
+                    ),
+                )
+            elif isinstance(event, ComplaintResumed) and clock.paused_at is not None:
+                paused_at, working = clock.paused_at, clock.working
+                due = shifted(clock.due_at, paused_at, at, working=working, time=time)
+                paused_seconds = clock.paused_seconds + int((at - paused_at).total_seconds())
+                pending = await store.pending_timers(conn, clock.clock_id)
+                await store.resume(
+                    conn,
+                    clock,
+                    due_at=due,
+                    paused_seconds=paused_seconds,
+                    timers=[
+                        (timer, shifted(when, paused_at, at, working=working, time=time))
+                        for timer, when in pending
+                    ],
+                )
+                await enqueue(
+                    conn,
+                    topics.sla.name,
+                    ClockResumed.caused_by(
+                        event,
+                        producer="sla",
+                        clock_id=clock.clock_id,
+                        name=clock.name,
+                        resumed_at=at,
+                        due_at=due,
+                        paused_seconds=paused_seconds,
+                    ),
+                )
+        if isinstance(event, ComplaintReopened):
+            # Handling starts again: the complaint's clocks restart in the new round.
+            await start_clocks(conn, pack, case.facts, event, "ComplaintReceived", event.round)
+        await start_clocks(conn, pack, case.facts, event, event.event_type, event.round)
+
+    async def on_intake_event(event: Event) -> None:
+        if not isinstance(event, CaseEvent):
+            return
+        async with holder.pool.acquire() as conn, conn.transaction():
+            if not await first_delivery(conn, event):
+                return
+            if isinstance(event, ComplaintReceived):
+                await on_received(conn, event)
+            else:
+                await on_case_event(conn, event)
+
+    async def fire_due_timers() -> int:
+        async with holder.pool.acquire() as conn, conn.transaction():
+            due = await store.take_due_timers(conn, TIMER_BATCH)
+            if not due:
+                return 0
+            events: list[Publishable] = []
+            breached: list[uuid.UUID] = []
+            escalations: list[tuple[Any, ...]] = []
+            for timer in due:
+                about = {
+                    **envelope(timer["complaint_no"], timer["branch_id"], timer["correlation_id"]),
+                    "clock_id": timer["clock_id"],
+                    "name": timer["name"],
+                }
+                kind = timer["kind"]
+                if kind == "warning":
+                    events.append(
+                        ClockWarning(
+                            event_type=ClockWarning.EVENT_TYPE,
+                            fraction=timer["fraction"],
+                            due_at=timer["clock_due_at"],
+                            **about,
+                        )
+                    )
+                elif kind == "return_visit":
+                    events.append(
+                        ReturnVisitDue(
+                            event_type=ReturnVisitDue.EVENT_TYPE,
+                            due_at=timer["clock_due_at"],
+                            **about,
+                        )
+                    )
+                elif kind == "breach":
+                    breached.append(timer["clock_id"])
+                    events.append(
+                        ClockBreached(
+                            event_type=ClockBreached.EVENT_TYPE,
+                            due_at=timer["clock_due_at"],
+                            **about,
+                        )
+                    )
+                    escalations += _ladder_timers(packs.current.require(timer["pack"]), timer)
+                else:
+                    rung = packs.current.require(timer["pack"]).escalation
+                    assert rung is not None
+                    level = rung.ladder[timer["level"] - 1]
+                    events.append(
+                        EscalationRaised(
+                            event_type=EscalationRaised.EVENT_TYPE,
+                            level=level.level,
+                            to=level.to,
+                            reason="breach",
+                            clock_id=timer["clock_id"],
+                            **envelope(
+                                timer["complaint_no"], timer["branch_id"], timer["correlation_id"]
+                            ),
+                        )
+                    )
+            await store.mark_fired(conn, [timer["timer_id"] for timer in due])
+            await store.mark_breached(conn, breached)
+            await store.add_timers(conn, escalations)
+            await enqueue_many(conn, topics.sla.name, events)
+        log.debug("timers fired", count=len(due))
+        return len(due)
+
+    async def run_timers() -> None:
+        while True:
+            try:
+                fired = await fire_due_timers()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the database may be away; the timers wait in it
+                log.warning("timer loop interrupted", error=repr(exc))
+                fired = 0
+                await asyncio.sleep(1.0)
+            if fired < TIMER_BATCH:
+                await asyncio.sleep(TIMER_POLL_SECONDS)
+
+    @asynccontextmanager
+    async def timers_running() -> AsyncIterator[None]:
+        task = asyncio.create_task(run_timers(), name="sla-timers")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     subscribe_events(broker, [topics.intake], group_id="sla", handle=on_intake_event)
-    return consumer_app(broker, settings, SCHEMA, MIGRATIONS, holder, with_relay=True, packs=packs)
+    return consumer_app(
+        broker,
+        settings,
+        SCHEMA,
+        MIGRATIONS,
+        holder,
+        with_relay=True,
+        packs=packs,
+        background=timers_running,
+    )
+
+
+def _ladder_timers(pack: PolicyPack, breach: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """Escalation timers for a breached clock: each rung ``after_hours`` after the one below
+    (the first after the breach); a rung without ``after_hours`` follows at once."""
+    if pack.escalation is None:
+        return []
+    timers = []
+    at = breach["due_at"]
+    for rung in pack.escalation.ladder:
+        at = at + timedelta(hours=rung.after_hours or 0)
+        timers.append(
+            (
+                store.timer_id(breach["clock_id"], "escalation", rung.level),
+                breach["clock_id"],
+                breach["complaint_no"],
+                "escalation",
+                None,
+                rung.level,
+                at,
+            )
+        )
+    return timers

@@ -1,4 +1,9 @@
-"""Deadline clocks: which clocks a complaint gets and when each falls due. Pure."""
+"""Deadline clocks: which clocks a complaint gets, when each falls due, when its warnings
+go out, and how a pause moves them. Pure: no I/O, no clock reading.
+
+Elapsed-time clocks count every second; working-time clocks count only the working time
+of the pack's calendar (lunch breaks, weekends, public holidays and 调休 included).
+"""
 
 from __future__ import annotations
 
@@ -6,8 +11,9 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from shared.contracts.intake import CustomerType, Region, Severity
-from shared.policy import PolicyPack
+from shared.calendars import WorkingTime
+from shared.contracts.submissions import CustomerType, Region, Severity
+from shared.policy import ClockRule, PolicyPack
 
 _CLOCK_NAMESPACE = uuid.UUID("6f1d8f64-3c2b-4a53-9a55-0c6d3f7b1e21")
 
@@ -20,35 +26,96 @@ class PlannedClock:
     started_at: datetime
     due_at: datetime
     target_seconds: int
+    working: bool
+    calendar: str | None
+    stops_on: tuple[str, ...]
+    return_visit: bool
+    warnings: tuple[tuple[float, datetime], ...]
 
 
-def clock_id(complaint_no: str, clock: str) -> uuid.UUID:
-    """Stable per complaint and clock, so a replay names the same clock."""
-    return uuid.uuid5(_CLOCK_NAMESPACE, f"{complaint_no}/{clock}")
+@dataclass(frozen=True)
+class ComplaintFacts:
+    complaint_no: str
+    category: str
+    customer_type: CustomerType
+    severity: Severity
+    region: Region
+
+
+def clock_id(complaint_no: str, clock: str, round_no: int = 1) -> uuid.UUID:
+    """Stable per complaint, clock and handling round, so a replay names the same clock."""
+    suffix = "" if round_no == 1 else f"#{round_no}"
+    return uuid.uuid5(_CLOCK_NAMESPACE, f"{complaint_no}/{clock}{suffix}")
+
+
+def _due(rule: ClockRule, started_at: datetime, time: WorkingTime) -> datetime:
+    if rule.target_hours is not None:
+        return started_at + timedelta(hours=rule.target_hours)
+    if rule.working_hours is not None:
+        return time.add(started_at, timedelta(hours=rule.working_hours))
+    assert rule.working_days is not None
+    return time.end_of_working_day(started_at, rule.working_days)
 
 
 def plan_clocks(
     pack: PolicyPack,
+    facts: ComplaintFacts,
     *,
-    complaint_no: str,
-    category: str,
-    customer_type: CustomerType,
-    severity: Severity,
-    region: Region,
-    received_at: datetime,
+    starting_event: str,
+    started_at: datetime,
+    round_no: int = 1,
 ) -> list[PlannedClock]:
-    """One clock per clock name: the first rule of that name whose filters match wins."""
+    """The clocks ``starting_event`` starts: per clock name, the first matching rule."""
     planned: dict[str, PlannedClock] = {}
     for rule in pack.clocks:
-        if rule.clock in planned or not rule.matches(category, customer_type, severity, region):
+        if rule.clock in planned or rule.starts_on != starting_event:
             continue
-        target = timedelta(hours=rule.target_hours)
+        if not rule.matches(facts.category, facts.customer_type, facts.severity, facts.region):
+            continue
+        time = pack.working_time(rule.calendar)
+        due = _due(rule, started_at, time)
+        target = time.between(started_at, due) if rule.working else due - started_at
         planned[rule.clock] = PlannedClock(
-            clock_id=clock_id(complaint_no, rule.clock),
+            clock_id=clock_id(facts.complaint_no, rule.clock, round_no),
             name=rule.clock,
             rule=rule.id,
-            started_at=received_at,
-            due_at=received_at + target,
+            started_at=started_at,
+            due_at=due,
             target_seconds=int(target.total_seconds()),
+            working=rule.working,
+            calendar=rule.calendar,
+            stops_on=rule.stops_on,
+            return_visit=rule.return_visit,
+            warnings=tuple(
+                (fraction, _point(started_at, target * fraction, rule.working, time))
+                for fraction in sorted(rule.warn_at)
+            ),
         )
     return list(planned.values())
+
+
+def _point(start: datetime, span: timedelta, working: bool, time: WorkingTime) -> datetime:
+    if not working:
+        return start + span
+    return time.add(start, span) if span > timedelta(0) else start
+
+
+def shifted(
+    moment: datetime,
+    paused_at: datetime,
+    resumed_at: datetime,
+    *,
+    working: bool,
+    time: WorkingTime,
+) -> datetime:
+    """Where a pending moment (a due time, a warning) lands after a pause.
+
+    Elapsed clocks move by the wall-clock time paused; working clocks keep the working
+    time that was left at the pause, counted again from the resumption.
+    """
+    if moment <= paused_at:
+        return moment
+    if not working:
+        return moment + (resumed_at - paused_at)
+    left = time.between(paused_at, moment)
+    return time.add(resumed_at, left) if left > timedelta(0) else resumed_at

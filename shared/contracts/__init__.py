@@ -5,7 +5,7 @@ Consumers depend on these modules, never on another service's code.
 
 from pydantic import BaseModel
 
-from shared.contracts import intake
+from shared.contracts import intake, sla
 from shared.contracts.base import (
     Event,
     RejectedMessageError,
@@ -17,7 +17,17 @@ from shared.contracts.base import (
 from shared.contracts.intake import CaseEvent, CaseStatus, ComplaintReceived
 from shared.contracts.notify import NotificationFailed, NotificationSent
 from shared.contracts.routing import ComplaintAssigned
-from shared.contracts.sla import ClockStarted
+from shared.contracts.sla import (
+    ClockBreached,
+    ClockEvent,
+    ClockPaused,
+    ClockResumed,
+    ClockStarted,
+    ClockStopped,
+    ClockWarning,
+    EscalationRaised,
+    ReturnVisitDue,
+)
 from shared.contracts.submissions import SubmissionAccepted, SubmissionRejected, SubmitComplaint
 
 # What each topic carries, by the topic's role (its name without the namespace).
@@ -28,7 +38,9 @@ MESSAGES_BY_TOPIC_ROLE: dict[str, tuple[type[BaseModel], ...]] = {
         model for model in registered_event_types().values() if model.__module__ == intake.__name__
     ),
     "routing": (ComplaintAssigned,),
-    "sla": (ClockStarted,),
+    "sla": tuple(
+        model for model in registered_event_types().values() if model.__module__ == sla.__name__
+    ),
     "notify": (NotificationSent, NotificationFailed),
 }
 
@@ -36,13 +48,21 @@ __all__ = [
     "MESSAGES_BY_TOPIC_ROLE",
     "CaseEvent",
     "CaseStatus",
+    "ClockBreached",
+    "ClockEvent",
+    "ClockPaused",
+    "ClockResumed",
     "ClockStarted",
+    "ClockStopped",
+    "ClockWarning",
     "ComplaintAssigned",
     "ComplaintReceived",
+    "EscalationRaised",
     "Event",
     "NotificationFailed",
     "NotificationSent",
     "RejectedMessageError",
+    "ReturnVisitDue",
     "SubmissionAccepted",
     "SubmissionRejected",
     "SubmitComplaint",

@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.sla.domain import clock_id, plan_clocks
+from services.sla.domain import ComplaintFacts, PlannedClock, clock_id, plan_clocks, shifted
 from shared.contracts.intake import CustomerType, Region, Severity
 from shared.policy import load_packs
 from shared.settings import REPO_ROOT
@@ -14,16 +14,11 @@ HOTEL = load_packs(REPO_ROOT / "policy-packs").packs["hotel"]
 RECEIVED = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
 
 
-def _plan(customer_type: CustomerType, received_at: datetime = RECEIVED) -> list:  # type: ignore[type-arg]
-    return plan_clocks(
-        HOTEL,
-        complaint_no="261122001",
-        category="facilities",
-        customer_type=customer_type,
-        severity=Severity.NORMAL,
-        region=Region.DOMESTIC,
-        received_at=received_at,
+def _plan(customer_type: CustomerType, received_at: datetime = RECEIVED) -> list[PlannedClock]:
+    facts = ComplaintFacts(
+        "261122001", "facilities", customer_type, Severity.NORMAL, Region.DOMESTIC
     )
+    return plan_clocks(HOTEL, facts, starting_event="ComplaintReceived", started_at=received_at)
 
 
 def test_an_in_house_guest_is_answered_within_24_hours() -> None:
@@ -58,3 +53,15 @@ def test_every_clock_is_due_its_target_after_receipt(
     for clock in clocks:
         assert clock.started_at == received_at
         assert (clock.due_at - clock.started_at).total_seconds() == clock.target_seconds
+
+
+def test_clocks_of_a_later_round_are_new_clocks() -> None:
+    assert clock_id("261122001", "resolution", 2) != clock_id("261122001", "resolution")
+
+
+def test_a_pause_moves_an_elapsed_due_time_by_the_wall_clock_time_paused() -> None:
+    time = HOTEL.working_time()
+    due = RECEIVED + timedelta(hours=24)
+    paused, resumed = RECEIVED + timedelta(hours=2), RECEIVED + timedelta(hours=5)
+    assert shifted(due, paused, resumed, working=False, time=time) == due + timedelta(hours=3)
+    assert shifted(RECEIVED, paused, resumed, working=False, time=time) == RECEIVED
