@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 
 class Summary(BaseModel):
@@ -31,10 +31,18 @@ class ClockView(BaseModel):
     clock_id: uuid.UUID
     name: str
     rule: str
-    state: str
+    state: str = Field(description="running, paused, met or breached.")
     started_at: datetime
     due_at: datetime
     target_seconds: int
+    calendar: str = Field(description="elapsed or working: how target_seconds counts.")
+    round: int
+    return_visit: bool
+    paused_seconds: int = Field(description="Wall-clock seconds paused so far.")
+    remaining_seconds: int | None = Field(
+        description="Wall-clock seconds until due (negative: overdue); none once stopped."
+    )
+    stopped_at: datetime | None
 
 
 class NotificationView(BaseModel):

@@ -7,7 +7,12 @@ from typing import Any
 
 from shared.contracts import (
     CaseEvent,
+    ClockBreached,
+    ClockEvent,
+    ClockPaused,
+    ClockResumed,
     ClockStarted,
+    ClockStopped,
     ComplaintAssigned,
     ComplaintReceived,
     Event,
@@ -56,6 +61,8 @@ async def apply_event(conn: DbConnection, event: Event) -> bool:
         await _assigned(conn, event)
     elif isinstance(event, ClockStarted):
         await _clock_started(conn, event)
+    elif isinstance(event, ClockEvent):
+        await _clock_changed(conn, event)
     elif isinstance(event, NotificationSent | NotificationFailed):
         await _notification(conn, event)
     return True
@@ -117,8 +124,9 @@ async def _assigned(conn: DbConnection, event: ComplaintAssigned) -> None:
 async def _clock_started(conn: DbConnection, event: ClockStarted) -> None:
     await conn.execute(
         """INSERT INTO case_clocks (clock_id, complaint_no, name, rule, state, started_at, due_at,
-               target_seconds)
-           VALUES ($1, $2, $3, $4, 'running', $5, $6, $7) ON CONFLICT (clock_id) DO NOTHING""",
+               target_seconds, round, calendar, return_visit)
+           VALUES ($1, $2, $3, $4, 'running', $5, $6, $7, $8, $9, $10)
+           ON CONFLICT (clock_id) DO NOTHING""",
         event.clock_id,
         event.complaint_no,
         event.name,
@@ -126,7 +134,42 @@ async def _clock_started(conn: DbConnection, event: ClockStarted) -> None:
         event.started_at,
         event.due_at,
         event.target_seconds,
+        event.round,
+        event.calendar,
+        event.return_visit,
     )
+
+
+async def _clock_changed(conn: DbConnection, event: ClockEvent) -> None:
+    """Later events of a clock; they follow its ClockStarted on the same partition."""
+    if isinstance(event, ClockPaused):
+        await conn.execute(
+            "UPDATE case_clocks SET state = 'paused', paused_at = $2 WHERE clock_id = $1",
+            event.clock_id,
+            event.paused_at,
+        )
+    elif isinstance(event, ClockResumed):
+        await conn.execute(
+            """UPDATE case_clocks SET state = 'running', paused_at = NULL, due_at = $2,
+                   paused_seconds = $3
+               WHERE clock_id = $1""",
+            event.clock_id,
+            event.due_at,
+            event.paused_seconds,
+        )
+    elif isinstance(event, ClockStopped):
+        await conn.execute(
+            "UPDATE case_clocks SET state = $2, stopped_at = $3 WHERE clock_id = $1",
+            event.clock_id,
+            event.outcome,
+            event.stopped_at,
+        )
+    elif isinstance(event, ClockBreached):
+        await conn.execute(
+            """UPDATE case_clocks SET state = 'breached'
+               WHERE clock_id = $1 AND stopped_at IS NULL""",
+            event.clock_id,
+        )
 
 
 async def _notification(conn: DbConnection, event: NotificationSent | NotificationFailed) -> None:

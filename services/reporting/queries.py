@@ -43,7 +43,15 @@ async def case_file(conn: DbConnection, complaint_no: str) -> CaseFile | None:
     if case is None:
         return None
     clocks = await conn.fetch(
-        "SELECT * FROM case_clocks WHERE complaint_no = $1 ORDER BY due_at, name", complaint_no
+        """SELECT clock_id, name, rule, state, started_at, due_at, target_seconds, calendar,
+                  round, return_visit, stopped_at,
+                  paused_seconds + CASE WHEN paused_at IS NULL THEN 0
+                      ELSE extract(epoch FROM now() - paused_at)::int END AS paused_seconds,
+                  CASE WHEN stopped_at IS NOT NULL THEN NULL
+                       ELSE extract(epoch FROM due_at - coalesce(paused_at, now()))::int
+                  END AS remaining_seconds
+           FROM case_clocks WHERE complaint_no = $1 ORDER BY round, due_at, name""",
+        complaint_no,
     )
     notifications = await conn.fetch(
         "SELECT * FROM case_notifications WHERE complaint_no = $1 ORDER BY occurred_at",

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from services.routing.domain import RoutingInput, decide, stand_in
+from services.sla.domain import ComplaintFacts, PlannedClock, plan_clocks
 from shared.contracts.submissions import Channel, CustomerType, Region, Severity
 from shared.policy import NotificationRule, PolicyPack
 from tests.unit.packs.routing_cases import WORKING_HOURS, pack_named, route
@@ -119,3 +120,70 @@ def test_someone_away_is_passed_over_and_their_stand_in_found() -> None:
     stand = stand_in(away, "front-office", "fo-supervisor", {}, WORKING_HOURS)
     assert stand.assignee_id == "fo-agent"
     assert stand.rule == "reroute:unavailable"
+
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+def hotel_clocks(
+    customer_type: CustomerType,
+    started_at: datetime = WORKING_HOURS,
+    starting_event: str = "ComplaintReceived",
+) -> list[PlannedClock]:
+    return plan_clocks(
+        pack_named("hotel"),
+        ComplaintFacts(
+            complaint_no="261118001",
+            category="facilities",
+            customer_type=customer_type,
+            severity=Severity.NORMAL,
+            region=Region.DOMESTIC,
+        ),
+        starting_event=starting_event,
+        started_at=started_at,
+    )
+
+
+def test_an_in_house_guests_complaint_is_handled_within_24_hours() -> None:
+    # 十二 4(6): received Wednesday 2026-11-18 10:00, due Thursday 10:00; elapsed hours.
+    (clock,) = hotel_clocks(CustomerType.IN_HOUSE_GUEST)
+    assert (clock.name, clock.rule, clock.working) == ("resolution", "in-house-guest-24h", False)
+    assert clock.due_at == datetime(2026, 11, 19, 10, 0, tzinfo=SHANGHAI)
+    assert clock.warnings == (
+        (0.5, datetime(2026, 11, 18, 22, 0, tzinfo=SHANGHAI)),
+        (0.8, datetime(2026, 11, 19, 5, 12, tzinfo=SHANGHAI)),
+    )
+    # Handled: resolved, or a general complaint settled face to face (4(2)).
+    assert set(clock.stops_on) == {"ComplaintResolved", "ComplaintAnsweredOnSpot"}
+    assert clock.return_visit is False
+
+
+@pytest.mark.parametrize("customer_type", [CustomerType.DEPARTED_GUEST, CustomerType.MEMBER])
+def test_every_other_guests_complaint_is_handled_within_72_hours(
+    customer_type: CustomerType,
+) -> None:
+    # 十二 4(7): due Saturday 2026-11-21 10:00, weekend or not.
+    (clock,) = hotel_clocks(customer_type)
+    assert (clock.name, clock.rule) == ("resolution", "other-guests-72h")
+    assert clock.due_at == datetime(2026, 11, 21, 10, 0, tzinfo=SHANGHAI)
+    assert clock.warnings == (
+        (0.5, datetime(2026, 11, 19, 22, 0, tzinfo=SHANGHAI)),
+        (0.8, datetime(2026, 11, 20, 19, 36, tzinfo=SHANGHAI)),
+    )
+
+
+def test_the_hotel_clocks_run_through_national_day() -> None:
+    # The hotel never closes: received 2026-09-30 10:00, the 24 h end on 10-01 (a public
+    # holiday) and the 72 h on 10-03, as on any other day.
+    eve = datetime(2026, 9, 30, 10, 0, tzinfo=SHANGHAI)
+    (in_house,) = hotel_clocks(CustomerType.IN_HOUSE_GUEST, eve)
+    (departed,) = hotel_clocks(CustomerType.DEPARTED_GUEST, eve)
+    assert in_house.due_at == datetime(2026, 10, 1, 10, 0, tzinfo=SHANGHAI)
+    assert departed.due_at == datetime(2026, 10, 3, 10, 0, tzinfo=SHANGHAI)
+
+
+def test_the_hotel_has_no_return_visit_and_no_clock_started_later() -> None:
+    # Chapter 十二 has no 回访 and counts every deadline from the complaint.
+    assert all(rule.starts_on == "ComplaintReceived" for rule in pack_named("hotel").clocks)
+    assert not any(rule.return_visit for rule in pack_named("hotel").clocks)
+    assert hotel_clocks(CustomerType.IN_HOUSE_GUEST, starting_event="DecisionCommunicated") == []

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from services.sla.domain import ComplaintFacts, PlannedClock, plan_clocks
 from shared.contracts.submissions import CustomerType, Region, Severity
 from tests.unit.packs.routing_cases import pack_named, route
 
@@ -251,3 +252,74 @@ def test_the_owner_is_reminded_of_return_visits_and_closed_forms_reach_four_unit
     assert rules["return-visit-due"].to == ("owner",)
     # 9(七): the closed form's copies go to QA, manufacturing, sales and the GM office.
     assert set(rules["closed-copies"].to) == {"quality", "manufacturing", "sales", "gm-office"}
+
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+WEDNESDAY = datetime(2026, 11, 18, 10, 0, tzinfo=SHANGHAI)
+
+
+def manufacturing_clocks(
+    region: Region,
+    started_at: datetime = WEDNESDAY,
+    category: str = "quality",
+    starting_event: str = "ComplaintReceived",
+) -> dict[str, PlannedClock]:
+    clocks = plan_clocks(
+        pack_named("manufacturing"),
+        ComplaintFacts(
+            complaint_no="261118001",
+            category=category,
+            customer_type=CustomerType.DEALER,
+            severity=Severity.NORMAL,
+            region=region,
+        ),
+        starting_event=starting_event,
+        started_at=started_at,
+    )
+    return {clock.name: clock for clock in clocks}
+
+
+def test_a_domestic_complaint_closes_in_15_days_and_qa_reports_in_3() -> None:
+    clocks = manufacturing_clocks(Region.DOMESTIC)
+    assert set(clocks) == {"closure", "investigation-report"}
+    closure, report = clocks["closure"], clocks["investigation-report"]
+    # 第十条(一): 15 calendar days from Wednesday 2026-11-18 10:00.
+    assert closure.rule == "closure-domestic-15d"
+    assert closure.due_at == datetime(2026, 12, 3, 10, 0, tzinfo=SHANGHAI)
+    assert closure.warnings == (
+        (0.5, datetime(2026, 11, 25, 22, 0, tzinfo=SHANGHAI)),
+        (0.8, datetime(2026, 11, 30, 10, 0, tzinfo=SHANGHAI)),
+    )
+    assert closure.stops_on == ("ComplaintClosed",)  # 9(七) 核签结案
+    # 9(二): three days, due on a Saturday: 天 are calendar days.
+    assert report.rule == "investigation-report-3d"
+    assert report.due_at == datetime(2026, 11, 21, 10, 0, tzinfo=SHANGHAI)
+    assert report.warnings == (
+        (0.5, datetime(2026, 11, 19, 22, 0, tzinfo=SHANGHAI)),
+        (0.8, datetime(2026, 11, 20, 19, 36, tzinfo=SHANGHAI)),
+    )
+    # No event marks the report itself; the first answer to the customer stands in.
+    assert set(report.stops_on) == {"DecisionCommunicated", "ComplaintAnsweredOnSpot"}
+    assert not any(clock.working or clock.return_visit for clock in clocks.values())
+
+
+def test_a_foreign_complaint_closes_in_20_days_through_national_day() -> None:
+    # Received 2026-09-30 10:00: calendar days run through the holiday of 10-01..07.
+    clocks = manufacturing_clocks(Region.FOREIGN, datetime(2026, 9, 30, 10, 0, tzinfo=SHANGHAI))
+    assert clocks["closure"].rule == "closure-foreign-20d"
+    assert clocks["closure"].due_at == datetime(2026, 10, 20, 10, 0, tzinfo=SHANGHAI)
+    assert clocks["investigation-report"].due_at == datetime(2026, 10, 3, 10, 0, tzinfo=SHANGHAI)
+
+
+def test_non_quality_complaints_run_the_same_clocks() -> None:
+    clocks = manufacturing_clocks(Region.DOMESTIC, category="non-quality")
+    assert {name: clock.due_at for name, clock in clocks.items()} == {
+        "closure": datetime(2026, 12, 3, 10, 0, tzinfo=SHANGHAI),
+        "investigation-report": datetime(2026, 11, 21, 10, 0, tzinfo=SHANGHAI),
+    }
+
+
+def test_no_clock_starts_later_and_there_is_no_return_visit() -> None:
+    # 9(五)'s combined opinion has no starting event; 第二篇 has no 回访.
+    for event in ("DecisionCommunicated", "InvestigationStarted", "ComplaintResolved"):
+        assert manufacturing_clocks(Region.DOMESTIC, starting_event=event) == {}

@@ -7,6 +7,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from services.sla.domain import ComplaintFacts, PlannedClock, plan_clocks
+from shared.contracts.submissions import CustomerType, Region, Severity
 from tests.unit.packs.routing_cases import pack_named, route
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -194,9 +196,19 @@ def test_on_a_weekend_the_centre_is_on_shift_and_engineering_is_not() -> None:
     assert "nobody on shift" in quality.reason
 
 
-def test_clocks_are_plain_elapsed_hours_from_001_5_7() -> None:
-    clocks = {c.clock: c.target_hours for c in pack_named("property").clocks}
-    assert clocks == {"forward-to-property-company": 8, "reply-to-property-company": 72}
+def test_001_5_7_clocks_are_plain_hours_and_the_working_day_clocks_count_office_days() -> None:
+    clocks = {c.clock: c for c in pack_named("property").clocks}
+    # 001 5.7.1 (8 小时) and 5.7.3–5.7.4 (3日) are plain hours.
+    elapsed = {name: c.target_hours for name, c in clocks.items() if not c.working}
+    assert elapsed == {"forward-to-property-company": 8, "reply-to-property-company": 72}
+    # 001 5.6.3 (3个工作日) and 004 篇六 五 (一个/二个工作日) count working days of the
+    # departments doing the work: design and the property company, on the office calendar.
+    working = {name: (c.working_days, c.calendar) for name, c in clocks.items() if c.working}
+    assert working == {
+        "design-drawings": (3, "office"),
+        "property-company-investigation": (1, "office"),
+        "property-company-reply": (2, "office"),
+    }
 
 
 def test_the_ladder_climbs_from_the_centres_specialist_to_its_manager() -> None:
@@ -269,3 +281,135 @@ def test_major_complaints_and_return_visits_reach_the_people_the_seed_names() ->
     assert rules["return-visit-due"].to == ("owner",)
     assert rules["return-visit-due-property"].to == ("pm-hr-admin",)
     assert all(rule.seed for rule in rules.values())
+
+
+# --- clocks planned for a sample complaint (001 5.6.3, 5.7; 004 篇六 五) -------------------
+
+PROPERTY_SERVICE = ("service-attitude", "professionalism", "service-efficiency", "property-service")
+
+
+def _plan(
+    category: str,
+    started_at: datetime,
+    *,
+    starting_event: str = "ComplaintReceived",
+    severity: Severity = Severity.NORMAL,
+) -> dict[str, PlannedClock]:
+    clocks = plan_clocks(
+        pack_named("property"),
+        ComplaintFacts(
+            complaint_no="261118001",
+            category=category,
+            customer_type=CustomerType.OWNER,
+            severity=severity,
+            region=Region.DOMESTIC,
+        ),
+        starting_event=starting_event,
+        started_at=started_at,
+    )
+    return {clock.name: clock for clock in clocks}
+
+
+def _at(month: int, day: int, hour: int, minute: int = 0) -> datetime:
+    return datetime(2026, month, day, hour, minute, tzinfo=SHANGHAI)
+
+
+@pytest.mark.parametrize("category", PROPERTY_SERVICE)
+def test_a_property_service_complaint_gets_the_forward_and_the_property_company_clocks(
+    category: str,
+) -> None:
+    # Received Wednesday 2026-11-18 10:00.
+    clocks = _plan(category, _at(11, 18, 10))
+    assert {name: (c.rule, c.due_at) for name, c in clocks.items()} == {
+        # 001 5.7.1: 8 plain hours.
+        "forward-to-property-company": ("forward-to-property-company-8h", _at(11, 18, 18)),
+        # 004 篇六 五: by the end of the 1st / 2nd office working day after Wednesday.
+        "property-company-investigation": (
+            "property-company-investigation-1-working-day",
+            _at(11, 19, 17),
+        ),
+        "property-company-reply": ("property-company-reply-2-working-days", _at(11, 20, 17)),
+    }
+    assert clocks["forward-to-property-company"].stops_on == ("ComplaintAssignmentRecorded",)
+    assert "InvestigationStarted" in clocks["property-company-investigation"].stops_on
+    assert "DecisionCommunicated" in clocks["property-company-reply"].stops_on
+    assert not any(c.return_visit for c in clocks.values())
+
+
+def test_the_property_company_clocks_warn_at_half_and_four_fifths_of_the_working_time() -> None:
+    clocks = _plan("service-efficiency", _at(11, 18, 10))
+    # Elapsed: 8 h from 10:00 → 14:00 and 16:24.
+    assert clocks["forward-to-property-company"].warnings == (
+        (0.5, _at(11, 18, 14)),
+        (0.8, _at(11, 18, 16, 24)),
+    )
+    # Investigation: Wed 10:00–17:00 is 6 h (lunch 12–13), Thu 7.5 h: 13.5 h in all.
+    # Half, 6.75 h: Wed's 6 h, then 45 min from Thu 08:30 → 09:15. Four fifths, 10.8 h:
+    # Wed 6 h + Thu morning 3.5 h, then 1.3 h from 13:00 → 14:18.
+    assert clocks["property-company-investigation"].warnings == (
+        (0.5, _at(11, 19, 9, 15)),
+        (0.8, _at(11, 19, 14, 18)),
+    )
+    # Reply: 6 + 7.5 + 7.5 = 21 h. Half, 10.5 h: Wed 6 h + Thu 3.5 h + 1 h → Thu 14:00.
+    # Four fifths, 16.8 h: Wed 6 h + Thu 7.5 h, then 3.3 h from Fri 08:30 → 11:48.
+    assert clocks["property-company-reply"].warnings == (
+        (0.5, _at(11, 19, 14)),
+        (0.8, _at(11, 20, 11, 48)),
+    )
+
+
+def test_a_design_complaint_gets_the_3_day_reply_and_the_3_working_day_drawings() -> None:
+    clocks = _plan("design-defect", _at(11, 18, 10))
+    assert {name: (c.rule, c.due_at) for name, c in clocks.items()} == {
+        # 001 5.7.3–5.7.4: 3 days, 72 plain hours → Saturday 10:00.
+        "reply-to-property-company": ("reply-to-property-company-72h", _at(11, 21, 10)),
+        # 001 5.6.3: Thursday, Friday, (weekend off for design) Monday → Monday 17:00.
+        "design-drawings": ("design-drawings-3-working-days", _at(11, 23, 17)),
+    }
+    assert clocks["design-drawings"].calendar == "office"
+    assert "DecisionCommunicated" in clocks["reply-to-property-company"].stops_on
+
+
+@pytest.mark.parametrize("category", ["house-quality", "house-dispute"])
+def test_house_quality_and_disputes_get_only_the_3_day_reply(category: str) -> None:
+    clocks = _plan(category, _at(11, 18, 10), severity=Severity.MAJOR)
+    assert {name: c.due_at for name, c in clocks.items()} == {
+        "reply-to-property-company": _at(11, 21, 10)
+    }
+
+
+@pytest.mark.parametrize("category", ["repair", "suggestion"])
+def test_repairs_and_suggestions_get_no_clock(category: str) -> None:
+    # 001 5.6.2: the repair time is agreed per job; suggestions cannot be singled out.
+    assert _plan(category, _at(11, 18, 10)) == {}
+
+
+def test_working_day_clocks_skip_national_day_and_count_the_adjusted_saturday() -> None:
+    # Received Wednesday 2026-09-30 10:00. 国庆节 2026-10-01..07 is off; Saturday 10-10 is
+    # a 调休 working day (Monday's hours). Office working days after 09-30: Thu 10-08,
+    # Fri 10-09, Sat 10-10.
+    service = _plan("service-attitude", _at(9, 30, 10))
+    assert service["property-company-investigation"].due_at == _at(10, 8, 17)
+    assert service["property-company-reply"].due_at == _at(10, 9, 17)
+    # Plain hours do not care: 8 h → 18:00 the same day.
+    assert service["forward-to-property-company"].due_at == _at(9, 30, 18)
+    design = _plan("design-defect", _at(9, 30, 10))
+    assert design["design-drawings"].due_at == _at(10, 10, 17)
+    assert design["reply-to-property-company"].due_at == _at(10, 3, 10)
+
+
+def test_a_weekend_complaint_taken_by_the_centre_counts_from_the_next_office_day() -> None:
+    # The centre is open on Saturday (001 5.2); the property company's days are Mon–Fri.
+    clocks = _plan("property-service", _at(11, 21, 10))
+    assert clocks["property-company-investigation"].due_at == _at(11, 23, 17)
+    assert clocks["property-company-reply"].due_at == _at(11, 24, 17)
+
+
+@pytest.mark.parametrize(
+    "event",
+    ["ComplaintAssignmentRecorded", "InvestigationStarted", "DecisionCommunicated"],
+)
+def test_no_clock_starts_later_and_no_return_visit_is_invented(event: str) -> None:
+    # 001 9.3 and 004 篇六 四(三) give return visits but no time for them.
+    assert _plan("service-attitude", _at(11, 18, 10), starting_event=event) == {}
+    assert not any(c.return_visit for c in pack_named("property").clocks)

@@ -7,6 +7,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from services.sla.domain import ComplaintFacts, PlannedClock, plan_clocks
+from shared.contracts.submissions import CustomerType, Region, Severity
 from tests.unit.packs.routing_cases import pack_named, route
 
 PACK = "testing-lab"
@@ -173,9 +175,15 @@ def test_at_the_weekend_nobody_is_on_shift_and_the_least_loaded_takes_it() -> No
     assert "nobody on shift" in decision.reason
 
 
-def test_the_retest_reply_clock_is_fifteen_days() -> None:
-    (clock,) = pack_named(PACK).clocks
-    assert (clock.clock, clock.target_hours) == ("retest-reply", 360)
+def test_the_retest_reply_clock_is_fifteen_days_or_three_working_days_when_urgent() -> None:
+    # 2.2.5: one clock, two rules; the urgent rule comes first so that it wins.
+    urgent, ordinary = pack_named(PACK).clocks
+    assert (urgent.clock, urgent.working_days, urgent.severities) == (
+        "retest-reply",
+        3,
+        (Severity.URGENT,),
+    )
+    assert (ordinary.clock, ordinary.target_hours, ordinary.severities) == ("retest-reply", 360, ())
 
 
 def test_the_ladder_climbs_from_the_technical_office_to_the_quality_manager() -> None:
@@ -229,3 +237,88 @@ def test_customers_get_customer_templates_only() -> None:
         "ComplaintNotUpheld": "not-upheld",
     }
     assert all(n.to == ("customer",) and "email" in n.channels for n in customer_rules)
+
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+WEDNESDAY = datetime(2026, 11, 18, 10, 0, tzinfo=SHANGHAI)
+NATIONAL_DAY_EVE = datetime(2026, 9, 30, 10, 0, tzinfo=SHANGHAI)
+REPLIED = {"DecisionCommunicated", "ComplaintAnsweredOnSpot", "ComplaintNotUpheld"}
+
+
+def lab_clocks(
+    severity: Severity,
+    started_at: datetime = WEDNESDAY,
+    category: str = "test-result-objection",
+    starting_event: str = "ComplaintReceived",
+) -> list[PlannedClock]:
+    return plan_clocks(
+        pack_named(PACK),
+        ComplaintFacts(
+            complaint_no="261118001",
+            category=category,
+            customer_type=CustomerType.END_CUSTOMER,
+            severity=severity,
+            region=Region.DOMESTIC,
+        ),
+        starting_event=starting_event,
+        started_at=started_at,
+    )
+
+
+@pytest.mark.parametrize("severity", [Severity.NORMAL, Severity.MAJOR])
+def test_an_objection_is_answered_within_15_days(severity: Severity) -> None:
+    # 2.2.5: 15 calendar days from Wednesday 2026-11-18 10:00.
+    (clock,) = lab_clocks(severity)
+    assert (clock.name, clock.rule, clock.working) == ("retest-reply", "retest-reply-15d", False)
+    assert clock.due_at == datetime(2026, 12, 3, 10, 0, tzinfo=SHANGHAI)
+    assert clock.warnings == (
+        (0.5, datetime(2026, 11, 25, 22, 0, tzinfo=SHANGHAI)),
+        (0.8, datetime(2026, 11, 30, 10, 0, tzinfo=SHANGHAI)),
+    )
+    assert set(clock.stops_on) == REPLIED  # 3.1, 3.2: the written answer
+    assert clock.return_visit is False
+
+
+def test_an_urgent_objection_is_answered_within_three_working_days() -> None:
+    # 2.2.5: received Wednesday 10:00; Thursday, Friday and Monday are the three working
+    # days: due Monday 2026-11-23 at the office's closing time, 17:00. Working time
+    # left: 6 h Wednesday + 3 × 7.5 h = 28.5 h; half (14.25 h) falls at Friday 09:15,
+    # 80 % (22.8 h) at Monday 10:18.
+    (clock,) = lab_clocks(Severity.URGENT)
+    assert (clock.name, clock.rule, clock.working) == ("retest-reply", "urgent-reply-3wd", True)
+    assert clock.calendar == "station-office"
+    assert clock.due_at == datetime(2026, 11, 23, 17, 0, tzinfo=SHANGHAI)
+    assert clock.target_seconds == int(28.5 * 3600)
+    assert clock.warnings == (
+        (0.5, datetime(2026, 11, 20, 9, 15, tzinfo=SHANGHAI)),
+        (0.8, datetime(2026, 11, 23, 10, 18, tzinfo=SHANGHAI)),
+    )
+    assert set(clock.stops_on) == REPLIED
+
+
+def test_an_urgent_objection_before_national_day_waits_out_the_holiday() -> None:
+    # Received 2026-09-30 10:00: 10-01..07 are public holidays; 10-08 (Thu) and 10-09
+    # (Fri) are working days 1 and 2, and Saturday 10-10 is a 调休 working day, the 3rd,
+    # with a Monday's hours: due 2026-10-10 17:00. Warnings as above: 09:15 on 10-09,
+    # 10:18 on 10-10.
+    (clock,) = lab_clocks(Severity.URGENT, NATIONAL_DAY_EVE)
+    assert clock.due_at == datetime(2026, 10, 10, 17, 0, tzinfo=SHANGHAI)
+    assert clock.warnings == (
+        (0.5, datetime(2026, 10, 9, 9, 15, tzinfo=SHANGHAI)),
+        (0.8, datetime(2026, 10, 10, 10, 18, tzinfo=SHANGHAI)),
+    )
+    # The 15 calendar days run through the holiday.
+    (ordinary,) = lab_clocks(Severity.NORMAL, NATIONAL_DAY_EVE)
+    assert ordinary.due_at == datetime(2026, 10, 15, 10, 0, tzinfo=SHANGHAI)
+
+
+@pytest.mark.parametrize("category", ["general-service", "hard-case", "satisfaction-survey"])
+def test_other_complaints_get_no_clock(category: str) -> None:
+    # The seed sets deadlines only for objections to test results (2.2.5).
+    assert lab_clocks(Severity.URGENT, category=category) == []
+
+
+def test_no_clock_starts_later_and_there_is_no_return_visit() -> None:
+    # 第三篇 has no 回访 (3.3 is a feedback form).
+    assert lab_clocks(Severity.NORMAL, starting_event="DecisionCommunicated") == []
+    assert not any(rule.return_visit for rule in pack_named(PACK).clocks)

@@ -1,0 +1,199 @@
+"""The sla service against the real broker and database: clocks and durable timers."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import asyncpg
+
+from services.sla.app import MIGRATIONS
+from services.sla.app import build_app as build_sla
+from shared.contracts import ClockPaused, ClockResumed, ClockStarted, ClockStopped, decode_event
+from shared.db import apply_migrations
+from shared.settings import ServiceSettings
+from shared.topics import Topics
+from tests.integration.test_routing import case_event, produce, received
+from tests.support.db import scalar
+from tests.support.infra import Infra
+from tests.support.intake import wait_for
+from tests.support.kafka import read_records
+from tests.support.processes import Platform, platform_env
+
+
+def sla_settings(infra: Infra, database_url: str, topics: Topics) -> ServiceSettings:
+    return ServiceSettings(
+        database_url=database_url,
+        kafka_bootstrap_servers=infra.kafka_bootstrap_servers,
+        complaints_topic_namespace=topics.namespace,
+    )
+
+
+async def test_a_clock_pauses_resumes_and_stops_with_the_case(
+    infra: Infra, database_url: str, topics: Topics
+) -> None:
+    bootstrap = infra.kafka_bootstrap_servers
+    now = datetime.now(UTC)
+    complaint = received(
+        "261122301",
+        "facilities",
+        occurred_at=now.isoformat(),
+        received_at=now.isoformat(),
+    )
+    hold = {
+        **case_event("ComplaintPutOnHold", "261122301", 2),
+        "occurred_at": (now + timedelta(hours=1)).isoformat(),
+    }
+    resume = {
+        **case_event("ComplaintResumed", "261122301", 3),
+        "occurred_at": (now + timedelta(hours=4)).isoformat(),
+    }
+    closed = {
+        **case_event("ComplaintClosed", "261122301", 4),
+        "occurred_at": (now + timedelta(hours=5)).isoformat(),
+    }
+    sla = build_sla(sla_settings(infra, database_url, topics))
+    run = asyncio.create_task(sla.run())
+    try:
+        await produce(bootstrap, topics.intake.name, [complaint, hold, resume, closed, closed])
+
+        async def stopped() -> bool:
+            sql = "SELECT count(*) FROM sla.clocks WHERE stopped_at IS NOT NULL"
+            return await scalar(database_url, sql) >= 1
+
+        await wait_for(stopped)
+    finally:
+        sla.exit()
+        await run
+    records = await read_records(bootstrap, topics.sla.name, expected=4)
+    events = [decode_event(r.value) for r in records]
+    started, paused, resumed, stop = events
+    assert isinstance(started, ClockStarted)
+    assert started.name == "resolution"
+    assert started.due_at == now + timedelta(hours=24)  # the in-house guest's 24 hours
+    assert isinstance(paused, ClockPaused)
+    assert isinstance(resumed, ClockResumed)
+    assert resumed.due_at == now + timedelta(hours=27)  # three hours on hold
+    assert resumed.paused_seconds == 3 * 3600
+    assert isinstance(stop, ClockStopped)
+    assert stop.outcome == "met"
+    assert stop.by_event == "ComplaintClosed"
+    assert len(events) == 4  # the duplicate closing changed nothing
+
+
+async def _due_timers(database_url: str, count: int, due_at: datetime) -> None:
+    """``count`` running clocks with one warning timer each, all due at ``due_at``."""
+    await apply_migrations(database_url, "sla", MIGRATIONS)
+    conn = await asyncpg.connect(database_url, server_settings={"search_path": "sla"})
+    try:
+        await conn.executemany(
+            """INSERT INTO cases (complaint_no, branch_id, pack, category, customer_type,
+                   severity, region, correlation_id)
+               VALUES ($1, 'hotel-demo', 'hotel', 'facilities', 'member', 'normal',
+                       'domestic', $1)""",
+            [(f"2611{i:07d}",) for i in range(count)],
+        )
+        clocks = [(uuid.uuid4(), f"2611{i:07d}") for i in range(count)]
+        await conn.executemany(
+            """INSERT INTO clocks (clock_id, complaint_no, branch_id, name, rule, state,
+                   started_at, due_at, target_seconds, pack, pack_version)
+               VALUES ($1, $2, 'hotel-demo', 'resolution', 'test', 'running', $3, $4, 60,
+                       'hotel', 'test')""",
+            [
+                (clock, number, due_at - timedelta(hours=1), due_at + timedelta(hours=1))
+                for clock, number in clocks
+            ],
+        )
+        await conn.executemany(
+            """INSERT INTO timers (timer_id, clock_id, complaint_no, kind, fraction, due_at)
+               VALUES ($1, $2, $3, 'warning', 0.5, $4)""",
+            [(uuid.uuid4(), clock, number, due_at) for clock, number in clocks],
+        )
+    finally:
+        await conn.close()
+
+
+async def test_ten_thousand_timers_due_in_one_second_all_fire_once_never_early(
+    infra: Infra, database_url: str, topics: Topics
+) -> None:
+    count = 10_000
+    due_at = datetime.now(UTC) + timedelta(seconds=8)
+    await _due_timers(database_url, count, due_at)
+    sla = build_sla(sla_settings(infra, database_url, topics))
+    run = asyncio.create_task(sla.run())
+    try:
+
+        async def all_fired() -> bool:
+            sql = "SELECT count(*) FROM sla.timers WHERE fired_at IS NOT NULL"
+            return await scalar(database_url, sql) == count
+
+        await wait_for(all_fired, timeout=120, interval=0.5)
+    finally:
+        sla.exit()
+        await run
+    conn = await asyncpg.connect(database_url)
+    try:
+        first, last = await conn.fetchrow("SELECT min(fired_at), max(fired_at) FROM sla.timers")
+        warnings = await conn.fetchval(
+            "SELECT count(DISTINCT payload) FROM sla.outbox WHERE headers->>'event_type' = "
+            "'ClockWarning'"
+        )
+    finally:
+        await conn.close()
+    assert first >= due_at  # never early
+    assert last - due_at <= timedelta(seconds=10)
+    assert warnings == count
+
+
+async def test_timers_due_while_sla_is_killed_fire_after_restart_exactly_once(
+    infra: Infra, database_url: str, topics: Topics, tmp_path: Path
+) -> None:
+    count = 3_000
+    due_at = datetime.now(UTC) + timedelta(seconds=6)
+    await _due_timers(database_url, count, due_at)
+    platform = Platform(
+        platform_env(
+            KAFKA_BOOTSTRAP_SERVERS=infra.kafka_bootstrap_servers,
+            DATABASE_URL=database_url,
+            COMPLAINTS_TOPIC_NAMESPACE=topics.namespace,
+        ),
+        tmp_path,
+    )
+    platform.start("sla", "-m", "services.sla")
+    try:
+
+        async def some_fired() -> bool:
+            sql = "SELECT count(*) FROM sla.timers WHERE fired_at IS NOT NULL"
+            return await scalar(database_url, sql) > 0
+
+        await wait_for(some_fired, timeout=60, interval=0.02)
+        platform.processes["sla"].send_signal(signal.SIGKILL)
+        platform.processes["sla"].wait()
+        killed_with = await scalar(
+            database_url, "SELECT count(*) FROM sla.timers WHERE fired_at IS NOT NULL"
+        )
+        await asyncio.sleep(2)  # the rest fall due while no sla runs
+        platform.start("sla-restarted", "-m", "services.sla")
+
+        async def all_fired() -> bool:
+            sql = "SELECT count(*) FROM sla.timers WHERE fired_at IS NOT NULL"
+            return await scalar(database_url, sql) == count
+
+        await wait_for(all_fired, timeout=120, interval=0.5)
+    finally:
+        platform.stop()
+    events = await scalar(
+        database_url,
+        "SELECT count(*) FROM sla.outbox WHERE headers->>'event_type' = 'ClockWarning'",
+    )
+    clocks_warned = await scalar(
+        database_url,
+        "SELECT count(DISTINCT convert_from(payload, 'UTF8')::jsonb->>'clock_id') "
+        "FROM sla.outbox WHERE headers->>'event_type' = 'ClockWarning'",
+    )
+    assert 0 < killed_with < count  # the kill came mid-way
+    assert events == count
+    assert clocks_warned == count
