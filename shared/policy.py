@@ -202,7 +202,7 @@ CLOCK_EVENTS = frozenset(
         "ComplaintClosed",
     }
 )
-# A case that ends stops every clock still running.
+# A case that ends stops every clock still running, return visits aside.
 ENDING_EVENTS = ("ComplaintClosed", "ComplaintNotUpheld")
 
 
@@ -351,6 +351,11 @@ class PolicyPack(_Model):
     calendars: tuple[Calendar, ...] = Field(min_length=1)
     routing: tuple[RoutingRule, ...] = ()
     clocks: tuple[ClockRule, ...] = ()
+    open_clocks_on_change: Literal["keep", "recompute"] = Field(
+        default="keep",
+        description="When this pack changes: open clocks keep the deadlines they started "
+        "with (only new clocks follow the change), or running ones are recomputed.",
+    )
     escalation: Escalation | None = None
     notifications: tuple[NotificationRule, ...] = ()
     version: str = Field(default="", description="Set by the loader: hash of the file.")

@@ -10,6 +10,7 @@ from shared.contracts import (
     ClockBreached,
     ClockEvent,
     ClockPaused,
+    ClockRecomputed,
     ClockResumed,
     ClockStarted,
     ClockStopped,
@@ -156,6 +157,13 @@ async def _clock_changed(conn: DbConnection, event: ClockEvent) -> None:
             event.clock_id,
             event.due_at,
             event.paused_seconds,
+        )
+    elif isinstance(event, ClockRecomputed):
+        await conn.execute(
+            "UPDATE case_clocks SET due_at = $2, rule = $3 WHERE clock_id = $1",
+            event.clock_id,
+            event.due_at,
+            event.rule,
         )
     elif isinstance(event, ClockStopped):
         await conn.execute(

@@ -28,6 +28,7 @@ from shared.contracts import (
     CaseEvent,
     ClockBreached,
     ClockPaused,
+    ClockRecomputed,
     ClockResumed,
     ClockStarted,
     ClockStopped,
@@ -42,7 +43,7 @@ from shared.db import DbConnection
 from shared.inbox import first_delivery
 from shared.logging import configure_logging
 from shared.outbox import Publishable, enqueue, enqueue_many
-from shared.policy import ENDING_EVENTS, LivePacks, PolicyPack
+from shared.policy import ENDING_EVENTS, LivePacks, PackRegistry, PolicyPack
 from shared.settings import ServiceSettings
 from shared.topics import Topics
 
@@ -150,7 +151,9 @@ def build_app(settings: ServiceSettings) -> FastStream:
         at = event.occurred_at
         for clock in await store.open_clocks(conn, event.complaint_no):
             time = pack.working_time(clock.calendar)
-            if event.event_type in clock.stops_on or event.event_type in ENDING_EVENTS:
+            # Closing ends every clock but a return visit, which is due after the reply.
+            ends = event.event_type in ENDING_EVENTS and not clock.return_visit
+            if event.event_type in clock.stops_on or ends:
                 outcome = await store.stop(conn, clock, at)
                 await enqueue(
                     conn,
@@ -310,6 +313,50 @@ def build_app(settings: ServiceSettings) -> FastStream:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
+    async def follow_pack_changes(registry: PackRegistry) -> None:
+        """Packs that say ``open_clocks_on_change: recompute`` move running clocks to the
+        new deadlines; the others keep them, and only new clocks follow the change."""
+        for pack in registry.packs.values():
+            if pack.open_clocks_on_change != "recompute":
+                continue
+            async with holder.pool.acquire() as conn, conn.transaction():
+                for clock in await store.running_clocks_before(conn, pack.pack, pack.version):
+                    case = await store.case(conn, clock.complaint_no)
+                    if case is None:
+                        continue
+                    replanned = [
+                        planned
+                        for rule in pack.clocks
+                        if rule.clock == clock.name
+                        for planned in plan_clocks(
+                            pack,
+                            case.facts,
+                            starting_event=rule.starts_on,
+                            started_at=clock.started_at,
+                            round_no=clock.round,
+                        )
+                        if planned.name == clock.name
+                    ]
+                    if not replanned:
+                        continue  # the clock no longer exists in the pack: it keeps its time
+                    planned = replanned[0]
+                    await store.recompute(conn, clock, planned, pack.version)
+                    await enqueue(
+                        conn,
+                        topics.sla.name,
+                        ClockRecomputed(
+                            event_type=ClockRecomputed.EVENT_TYPE,
+                            **envelope(clock.complaint_no, case.branch_id, case.correlation_id),
+                            clock_id=clock.clock_id,
+                            name=clock.name,
+                            due_at=planned.due_at,
+                            previous_due_at=clock.due_at,
+                            rule=planned.rule,
+                            pack_version=pack.version,
+                        ),
+                    )
+
+    packs.on_reload(follow_pack_changes)
     subscribe_events(broker, [topics.intake], group_id="sla", handle=on_intake_event)
     return consumer_app(
         broker,

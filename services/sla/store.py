@@ -32,6 +32,7 @@ class OpenClock:
     stops_on: tuple[str, ...]
     paused_at: datetime | None
     paused_seconds: int
+    return_visit: bool
 
 
 # Timers not yet fired: (timer id, due time).
@@ -152,7 +153,7 @@ async def open_clocks(conn: DbConnection, complaint_no: str) -> list[OpenClock]:
     """Clocks still counting or paused (and breached ones not yet stopped), locked."""
     rows = await conn.fetch(
         """SELECT clock_id, name, state, due_at, working, calendar, stops_on, paused_at,
-                  paused_seconds
+                  paused_seconds, return_visit
            FROM clocks WHERE complaint_no = $1 AND stopped_at IS NULL
              AND state IN ('running', 'paused', 'breached')
            ORDER BY clock_id FOR UPDATE""",
@@ -169,6 +170,7 @@ async def open_clocks(conn: DbConnection, complaint_no: str) -> list[OpenClock]:
             stops_on=tuple(row["stops_on"]),
             paused_at=row["paused_at"],
             paused_seconds=row["paused_seconds"],
+            return_visit=row["return_visit"],
         )
         for row in rows
     ]
@@ -260,3 +262,70 @@ async def mark_breached(conn: DbConnection, clock_ids: list[uuid.UUID]) -> None:
     await conn.execute(
         "UPDATE clocks SET state = 'breached' WHERE clock_id = ANY($1::uuid[])", clock_ids
     )
+
+
+@dataclass(frozen=True)
+class RunningClock:
+    clock_id: uuid.UUID
+    complaint_no: str
+    name: str
+    rule: str
+    started_at: datetime
+    due_at: datetime
+    round: int
+
+
+async def running_clocks_before(conn: DbConnection, pack: str, version: str) -> list[RunningClock]:
+    """Running, never-paused clocks started under another version of the pack, locked."""
+    rows = await conn.fetch(
+        """SELECT clock_id, complaint_no, name, rule, started_at, due_at, round FROM clocks
+           WHERE pack = $1 AND pack_version <> $2 AND state = 'running' AND paused_seconds = 0
+           ORDER BY clock_id FOR UPDATE SKIP LOCKED""",
+        pack,
+        version,
+    )
+    return [RunningClock(**dict(row)) for row in rows]
+
+
+async def recompute(
+    conn: DbConnection, clock: RunningClock, planned: PlannedClock, version: str
+) -> None:
+    """Give the clock the changed pack's deadline and timers."""
+    await conn.execute(
+        """UPDATE clocks SET due_at = $2, target_seconds = $3, pack_version = $4
+           WHERE clock_id = $1""",
+        clock.clock_id,
+        planned.due_at,
+        planned.target_seconds,
+        version,
+    )
+    await conn.execute(
+        "UPDATE timers SET cancelled = true WHERE clock_id = $1 AND fired_at IS NULL",
+        clock.clock_id,
+    )
+    final = "return_visit" if planned.return_visit else "breach"
+    fresh: list[tuple[Any, ...]] = [
+        (
+            uuid.uuid5(clock.clock_id, f"{version}/warning/{f}"),
+            clock.clock_id,
+            clock.complaint_no,
+            "warning",
+            f,
+            None,
+            at,
+        )
+        for f, at in planned.warnings
+        if at > datetime.now(at.tzinfo)
+    ]
+    fresh.append(
+        (
+            uuid.uuid5(clock.clock_id, f"{version}/{final}"),
+            clock.clock_id,
+            clock.complaint_no,
+            final,
+            None,
+            None,
+            planned.due_at,
+        )
+    )
+    await add_timers(conn, fresh)

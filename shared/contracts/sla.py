@@ -52,6 +52,19 @@ class ClockResumed(ClockEvent):
     paused_seconds: int = Field(description="Wall-clock seconds paused, all pauses together.")
 
 
+class ClockRecomputed(ClockEvent):
+    """A changed policy pack moved a running clock's due time (``open_clocks_on_change:
+    recompute``)."""
+
+    EVENT_TYPE: ClassVar[str] = "ClockRecomputed"
+    event_type: Literal["ClockRecomputed"] = "ClockRecomputed"
+
+    due_at: AwareDatetime
+    previous_due_at: AwareDatetime
+    rule: str
+    pack_version: str
+
+
 class ClockStopped(ClockEvent):
     """The event that satisfies the clock arrived (or the case ended)."""
 

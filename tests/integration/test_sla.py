@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -14,7 +15,7 @@ from services.sla.app import MIGRATIONS
 from services.sla.app import build_app as build_sla
 from shared.contracts import ClockPaused, ClockResumed, ClockStarted, ClockStopped, decode_event
 from shared.db import apply_migrations
-from shared.settings import ServiceSettings
+from shared.settings import REPO_ROOT, ServiceSettings
 from shared.topics import Topics
 from tests.integration.test_routing import case_event, produce, received
 from tests.support.db import scalar
@@ -197,3 +198,59 @@ async def test_timers_due_while_sla_is_killed_fire_after_restart_exactly_once(
     assert 0 < killed_with < count  # the kill came mid-way
     assert events == count
     assert clocks_warned == count
+
+
+async def test_a_pack_change_recomputes_open_clocks_only_when_the_pack_says_so(
+    infra: Infra, database_url: str, topics: Topics, tmp_path: Path
+) -> None:
+    bootstrap = infra.kafka_bootstrap_servers
+    original = (REPO_ROOT / "policy-packs" / "hotel.yaml").read_text(encoding="utf-8")
+    assert "target_hours: 24" in original
+    pack_file = tmp_path / "hotel.yaml"
+    pack_file.write_text(original + "\nopen_clocks_on_change: recompute\n", encoding="utf-8")
+    settings = ServiceSettings(
+        database_url=database_url,
+        kafka_bootstrap_servers=bootstrap,
+        complaints_topic_namespace=topics.namespace,
+        policy_packs_dir=tmp_path,
+    )
+    now = datetime.now(UTC)
+    sla = build_sla(settings)
+    run = asyncio.create_task(sla.run())
+    try:
+        await produce(
+            bootstrap,
+            topics.intake.name,
+            [received("261122401", "facilities", occurred_at=now.isoformat())],
+        )
+
+        async def started() -> bool:
+            return await scalar(database_url, "SELECT count(*) FROM sla.clocks") == 1
+
+        await wait_for(started)
+        pack_file.write_text(
+            original.replace("target_hours: 24", "target_hours: 12")
+            + "\nopen_clocks_on_change: recompute\n",
+            encoding="utf-8",
+        )
+
+        async def recomputed() -> bool:
+            sql = (
+                "SELECT count(*) FROM sla.clocks WHERE due_at = "
+                f"'{(now + timedelta(hours=12)).isoformat()}'::timestamptz"
+            )
+            return await scalar(database_url, sql) == 1
+
+        await wait_for(recomputed, timeout=30)
+        pending = await scalar(
+            database_url,
+            "SELECT count(*) FROM sla.timers WHERE NOT cancelled AND fired_at IS NULL "
+            "AND kind = 'breach'",
+        )
+        assert pending == 1
+    finally:
+        sla.exit()
+        await run
+    records = await read_records(bootstrap, topics.sla.name, expected=2)
+    kinds = [json.loads(r.value)["event_type"] for r in records]
+    assert kinds == ["ClockStarted", "ClockRecomputed"]

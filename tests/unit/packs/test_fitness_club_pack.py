@@ -6,8 +6,11 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import pytest
+from pydantic import ValidationError
 
-from shared.policy import NotificationRule
+from services.sla.domain import ComplaintFacts, plan_clocks
+from shared.contracts.submissions import CustomerType, Region, Severity
+from shared.policy import CLOCK_EVENTS, ClockRule, NotificationRule
 from tests.unit.packs.routing_cases import pack_named, route
 
 PACK = "fitness-club"
@@ -269,3 +272,58 @@ def test_the_store_manager_hears_every_outcome() -> None:
     # 六 7: the outcome is reported to the store manager at once, however it was answered.
     for on in ("DecisionCommunicated", "ComplaintAnsweredOnSpot", "ComplaintNotUpheld"):
         assert any("store-manager" in n.to for n in _rules(on)), on
+
+
+# --- deadline clocks, planned by the sla service's own planner ---------------------------
+
+TZ = ZoneInfo("Asia/Shanghai")
+
+
+@pytest.mark.parametrize("event", sorted(CLOCK_EVENTS))
+@pytest.mark.parametrize("severity", list(Severity))
+def test_no_clock_is_planned_for_any_complaint(event: str, severity: Severity) -> None:
+    # 003 六 and 七 give no deadline that a clock rule can carry (see the next test) and no
+    # return visit with a day, so nothing starts, whatever the category or the event.
+    for category in [c.code for c in pack_named(PACK).categories]:
+        clocks = plan_clocks(
+            pack_named(PACK),
+            ComplaintFacts(
+                complaint_no="261118001",
+                category=category,
+                customer_type=CustomerType.MEMBER,
+                severity=severity,
+                region=Region.DOMESTIC,
+            ),
+            starting_event=event,
+            started_at=datetime(2026, 11, 18, 10, 0, tzinfo=TZ),
+        )
+        assert clocks == []
+
+
+def test_the_same_day_deadline_of_six_8_cannot_be_expressed_yet() -> None:
+    # 六 投诉处理流程 8: a complaint not handled the same day is tracked by the duty manager;
+    # the day ends at the club's closing, 22:00 on the day of receipt. working_days counts
+    # from the next working day and starts at 1, so the nearest rule falls a day late.
+    # When the schema learns "the end of the start day", this test fails: add the clock.
+    with pytest.raises(ValidationError):
+        ClockRule(
+            id="not-handled-same-day",
+            clock="same-day",
+            working_days=0,
+            calendar="club-hours",
+            seed="003 六 投诉处理流程 8",
+        )
+    club = pack_named(PACK).working_time("club-hours")
+    received = datetime(2026, 11, 18, 10, 0, tzinfo=TZ)
+    assert club.end_of_working_day(received, 1) == datetime(2026, 11, 19, 22, 0, tzinfo=TZ)
+
+
+def test_the_club_day_runs_through_national_day() -> None:
+    # The club opens on public holidays (holidays: null): the day after 2026-09-30 is
+    # 10-01, National Day, and the club's working day ends at 22:00 as on any other.
+    club = pack_named(PACK).working_time("club-hours")
+    eve = datetime(2026, 9, 30, 10, 0, tzinfo=TZ)
+    assert club.end_of_working_day(eve, 1) == datetime(2026, 10, 1, 22, 0, tzinfo=TZ)
+    # The store manager's office hours do keep the holiday: Thursday 10-08 is the next day.
+    office = pack_named(PACK).working_time("office-hours")
+    assert office.end_of_working_day(eve, 1) == datetime(2026, 10, 8, 18, 0, tzinfo=TZ)

@@ -7,6 +7,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from services.sla.domain import ComplaintFacts, PlannedClock, plan_clocks
+from shared.contracts.submissions import CustomerType, Region, Severity
 from tests.unit.packs.routing_cases import pack_named, route
 
 PACK = "furniture"
@@ -202,9 +204,17 @@ def test_out_of_office_hours_nobody_is_on_shift() -> None:
     assert "nobody on shift" in decision.reason
 
 
-def test_no_elapsed_clock_is_invented() -> None:
-    # The seed's deadlines are all in working days (篇二 4.2.3.3–4.2.3.5; 篇六 五).
-    assert pack_named(PACK).clocks == ()
+def test_deadlines_are_working_days_and_only_return_visits_count_elapsed_time() -> None:
+    # The seed's deadlines are all in working days (篇二 4.2.3.3–4.2.3.5; 篇六 五); only
+    # the return visit of 5.4 2) counts calendar days (15 days after the reply).
+    rules = pack_named(PACK).clocks
+    deadlines = [r for r in rules if not r.return_visit]
+    visits = [r for r in rules if r.return_visit]
+    assert deadlines
+    assert all(r.working_days is not None and r.calendar == "office" for r in deadlines)
+    assert all(r.target_hours is None and r.working_hours is None for r in deadlines)
+    assert {(r.target_hours, r.stops_on) for r in visits} == {(360, ("ReturnVisitRecorded",))}
+    assert all(r.seed and r.stops_on for r in rules)
 
 
 def test_the_escalation_ladder_climbs_from_customer_service_to_the_general_manager() -> None:
@@ -265,3 +275,166 @@ def test_only_customer_templates_reach_the_customer() -> None:
         "not-upheld",
     }
     assert all(n.to == ("customer",) for n in customer_rules)
+
+
+# --- deadline clocks, planned by the sla service's own planner ---------------------------
+
+TZ = ZoneInfo("Asia/Shanghai")
+# Wednesday 10:00; the office calendar is Mon–Fri 08:30–12:00 and 13:00–17:30.
+WEDNESDAY = datetime(2026, 11, 18, 10, 0, tzinfo=TZ)
+REPLY_CLOSERS = ("DecisionCommunicated", "ComplaintAnsweredOnSpot", "ComplaintNotUpheld")
+
+
+def _plan(
+    category: str, event: str = "ComplaintReceived", at: datetime = WEDNESDAY
+) -> dict[str, PlannedClock]:
+    clocks = plan_clocks(
+        pack_named(PACK),
+        ComplaintFacts(
+            complaint_no="261118001",
+            category=category,
+            customer_type=CustomerType.END_CUSTOMER,
+            severity=Severity.NORMAL,
+            region=Region.DOMESTIC,
+        ),
+        starting_event=event,
+        started_at=at,
+    )
+    return {clock.name: clock for clock in clocks}
+
+
+def _at(month: int, day: int, hour: int, minute: int = 0) -> datetime:
+    return datetime(2026, month, day, hour, minute, tzinfo=TZ)
+
+
+@pytest.mark.parametrize(
+    ("category", "event", "expected"),
+    [
+        # 篇六 五: investigation within 1 working day, satisfactory reply within 2.
+        (
+            "service-quality",
+            "ComplaintReceived",
+            {
+                "investigation-start": ("service-investigation-start", _at(11, 19, 17, 30)),
+                "reply": ("service-reply", _at(11, 20, 17, 30)),
+            },
+        ),
+        # 4.2.3.5 3): the system head's opinion by the 2nd working day after receiving it.
+        (
+            "service-quality",
+            "ComplaintAssignmentRecorded",
+            {"handling-opinion": ("service-quality-opinion", _at(11, 20, 17, 30))},
+        ),
+        # 4.2.3.3 3)③: internal handling within 3 working days of receipt (Wed → Mon).
+        (
+            "product-quality",
+            "ComplaintReceived",
+            {"internal-handling": ("product-quality-internal-handling", _at(11, 23, 17, 30))},
+        ),
+        # 4.2.3.3 2)⑦: the memo by the 2nd working day after the production manager has it.
+        (
+            "product-quality",
+            "ComplaintAssignmentRecorded",
+            {"handling-opinion": ("product-quality-memo", _at(11, 20, 17, 30))},
+        ),
+        # 4.2.3.4 3): the warehouse & logistics supervisor's opinion by the 2nd working day.
+        (
+            "appearance-packaging",
+            "ComplaintAssignmentRecorded",
+            {"handling-opinion": ("appearance-packaging-opinion", _at(11, 20, 17, 30))},
+        ),
+        ("appearance-packaging", "ComplaintReceived", {}),
+        # Grievances are answered at once and suggestions recorded: no numbered deadline.
+        ("grievance", "ComplaintReceived", {}),
+        ("grievance", "ComplaintAssignmentRecorded", {}),
+        ("suggestion", "ComplaintReceived", {}),
+        # 5.4 2): 15 days after the reply (or the answer on the spot) a return visit is due.
+        (
+            "service-quality",
+            "DecisionCommunicated",
+            {"return-visit": ("return-visit-after-reply", _at(12, 3, 10))},
+        ),
+        (
+            "grievance",
+            "ComplaintAnsweredOnSpot",
+            {"return-visit": ("return-visit-after-answer-on-spot", _at(12, 3, 10))},
+        ),
+        (
+            "suggestion",
+            "DecisionCommunicated",
+            {"return-visit": ("return-visit-after-reply", _at(12, 3, 10))},
+        ),
+        # 5.4 1): product quality is visited after the repaired product's delivery, for
+        # which there is no event: no clock starts at the reply.
+        ("product-quality", "DecisionCommunicated", {}),
+    ],
+)
+def test_clocks_planned_for_a_complaint(
+    category: str, event: str, expected: dict[str, tuple[str, datetime]]
+) -> None:
+    planned = _plan(category, event)
+    assert {name: (c.rule, c.due_at) for name, c in planned.items()} == expected
+
+
+def test_a_two_working_day_clock_started_on_wednesday_is_due_friday_at_closing() -> None:
+    opinion = _plan("appearance-packaging", "ComplaintAssignmentRecorded")["handling-opinion"]
+    assert opinion.due_at == _at(11, 20, 17, 30)
+    assert opinion.working
+    assert opinion.calendar == "office"
+    assert opinion.stops_on == REPLY_CLOSERS
+    assert not opinion.return_visit
+    # 22.5 working hours (Wed 6.5 h, Thu 8 h, Fri 8 h): half is Thu 14:15 after lunch,
+    # 80 % (18 h) runs out exactly at Friday's lunch break.
+    assert opinion.warnings == ((0.5, _at(11, 19, 14, 15)), (0.8, _at(11, 20, 12, 0)))
+
+
+def test_the_service_clocks_are_met_by_the_matching_events() -> None:
+    clocks = _plan("service-quality")
+    assert clocks["investigation-start"].stops_on == ("InvestigationStarted",)
+    assert clocks["reply"].stops_on == REPLY_CLOSERS
+    # 14.5 working hours from Wed 10:00 to Thu 17:30: half is Thu 09:15, 80 % Thu 14:36.
+    assert clocks["investigation-start"].warnings == (
+        (0.5, _at(11, 19, 9, 15)),
+        (0.8, _at(11, 19, 14, 36)),
+    )
+    internal = _plan("product-quality")["internal-handling"]
+    assert internal.stops_on == ("ComplaintResolved",)
+
+
+def test_the_return_visit_reminds_the_owner_without_warnings() -> None:
+    visit = _plan("service-quality", "DecisionCommunicated")["return-visit"]
+    assert visit.return_visit
+    assert not visit.working
+    assert visit.stops_on == ("ReturnVisitRecorded",)
+    assert visit.target_seconds == 15 * 24 * 3600
+    assert visit.warnings == ()
+
+
+def test_national_day_and_its_adjusted_saturday() -> None:
+    # Received Wednesday 2026-09-30: 10-01..07 are National Day, 10-08 (Thu) is the 1st
+    # working day, 10-09 (Fri) the 2nd, Saturday 10-10 a 调休 working day (Monday's hours),
+    # the 3rd.
+    eve = _at(9, 30, 10)
+    assert _plan("service-quality", at=eve)["investigation-start"].due_at == _at(10, 8, 17, 30)
+    assert _plan("service-quality", at=eve)["reply"].due_at == _at(10, 9, 17, 30)
+    opinion = _plan("appearance-packaging", "ComplaintAssignmentRecorded", at=eve)
+    assert opinion["handling-opinion"].due_at == _at(10, 9, 17, 30)
+    internal = _plan("product-quality", at=eve)["internal-handling"]
+    assert internal.due_at == _at(10, 10, 17, 30)
+    # 30.5 working hours (6.5 + 8 + 8 + 8): half runs out Fri 10-09 09:15, 80 % (24.4 h)
+    # on the 调休 Saturday at 10:24.
+    assert internal.warnings == ((0.5, _at(10, 9, 9, 15)), (0.8, _at(10, 10, 10, 24)))
+    # The return visit counts calendar days, holidays included: 15 days after the reply.
+    assert _plan("grievance", "ComplaintAnsweredOnSpot", at=eve)["return-visit"].due_at == (
+        _at(10, 15, 10)
+    )
+
+
+def test_mid_autumn_holiday_and_its_adjusted_sunday() -> None:
+    # 2026-09-20 (Sunday) is worked instead of a Mid-Autumn day; 09-25..27 are holidays.
+    friday_afternoon = _at(9, 18, 15)
+    start = _plan("service-quality", at=friday_afternoon)["investigation-start"]
+    assert start.due_at == _at(9, 20, 17, 30)
+    # Received Thursday 09-24: Fri 25 to Sun 27 off, so Mon 28 and Tue 29 are the two days.
+    reply = _plan("service-quality", at=_at(9, 24, 10))["reply"]
+    assert reply.due_at == _at(9, 29, 17, 30)

@@ -7,6 +7,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from services.sla.domain import ComplaintFacts, plan_clocks
+from shared.contracts.submissions import CustomerType, Region, Severity
+from shared.policy import CLOCK_EVENTS
 from tests.unit.packs.routing_cases import pack_named, route
 
 MAJOR_FAULT_NOTIFY = ("manager-in-charge", "gm", "business", "ts-head")
@@ -257,3 +260,43 @@ def test_only_customer_templates_speak_to_customers() -> None:
         if "customer" in rule.to:
             assert rule.to == ("customer",), rule.id
             assert rule.template in customer_templates, rule.id
+
+
+# --- clocks (第四篇 gives no deadline and no return visit per complaint) -----------------
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+@pytest.mark.parametrize("category", ["fault", "complaint", "service-request"])
+@pytest.mark.parametrize("severity", [Severity.NORMAL, Severity.MAJOR])
+def test_the_planner_starts_no_clock_on_any_event(category: str, severity: Severity) -> None:
+    # 七 "第一时间"/"及时" and 十 10.2.3 give no figure; 五's return visits are per delivered
+    # project, monthly then quarterly, not per complaint.
+    for event in sorted(CLOCK_EVENTS):
+        clocks = plan_clocks(
+            pack_named("it-services"),
+            ComplaintFacts(
+                complaint_no="261118001",
+                category=category,
+                customer_type=CustomerType.END_CUSTOMER,
+                severity=severity,
+                region=Region.DOMESTIC,
+            ),
+            starting_event=event,
+            started_at=datetime(2026, 11, 18, 10, 0, tzinfo=SHANGHAI),
+        )
+        assert clocks == [], event
+
+
+def test_office_hours_keep_the_statutory_holidays_of_8_and_the_adjusted_working_days() -> None:
+    # 八: 国家法定假日 are days off (cn-mainland calendar); Saturday 2026-10-10 is a 调休
+    # working day with Monday's hours.
+    office = pack_named("it-services").working_time("office-hours")
+    assert not office.is_working(datetime(2026, 10, 2, 10, 0, tzinfo=SHANGHAI))  # 国庆
+    assert not office.is_working(datetime(2026, 1, 1, 10, 0, tzinfo=SHANGHAI))  # 元旦
+    assert office.is_working(datetime(2026, 10, 10, 10, 0, tzinfo=SHANGHAI))  # 调休 Saturday
+    assert not office.is_working(datetime(2026, 10, 10, 12, 30, tzinfo=SHANGHAI))  # lunch
+    assert not office.is_working(datetime(2026, 11, 21, 10, 0, tzinfo=SHANGHAI))  # Saturday
+    # Received on 09-30, the next working day is 10-08.
+    received = datetime(2026, 9, 30, 10, 0, tzinfo=SHANGHAI)
+    assert office.end_of_working_day(received, 1) == datetime(2026, 10, 8, 18, 0, tzinfo=SHANGHAI)
