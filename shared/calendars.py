@@ -142,10 +142,19 @@ class WorkingTime:
 
     def end_of_working_day(self, start: datetime, n: int) -> datetime:
         """The end of the n-th working day after the day of ``start`` (days counted from
-        the next working day: received on Monday, "by the 2nd working day" is Wednesday)."""
-        if n < 1:
-            raise ValueError("n starts at 1")
+        the next working day: received on Monday, "by the 2nd working day" is Wednesday).
+
+        ``n = 0`` is "the same day": the end of the start day's working time, or of the
+        next working day if the start comes after the day's work is over.
+        """
+        if n < 0:
+            raise ValueError("n cannot be negative")
         day = start.astimezone(self._zone).date()
+        if n == 0:
+            today = self.shifts_on(day)
+            if today and today[-1][1] > start:
+                return today[-1][1].astimezone(start.tzinfo)
+            n = 1
         counted = 0
         for offset in range(1, _SEARCH_DAYS):
             shifts = self.shifts_on(day + timedelta(days=offset))

@@ -218,7 +218,9 @@ class ClockRule(_Model):
     clock: str = Field(pattern=_SLUG)
     target_hours: float | None = Field(default=None, gt=0)
     working_hours: float | None = Field(default=None, gt=0)
-    working_days: int | None = Field(default=None, ge=1)
+    working_days: int | None = Field(
+        default=None, ge=0, description="0: by the end of the start day's working time."
+    )
     calendar: str | None = Field(default=None, description="Default: the pack's first.")
     starts_on: str = "ComplaintReceived"
     stops_on: tuple[str, ...] = Field(

@@ -21,7 +21,7 @@ import structlog
 from faststream import FastStream
 
 from services.sla import store
-from services.sla.domain import ComplaintFacts, plan_clocks, shifted
+from services.sla.domain import ComplaintFacts, approving_rung, plan_clocks, shifted
 from shared.consumer import subscribe_events
 from shared.consumer_app import PoolHolder, consumer_app, new_broker
 from shared.contracts import (
@@ -38,7 +38,12 @@ from shared.contracts import (
     Event,
     ReturnVisitDue,
 )
-from shared.contracts.intake import ComplaintPutOnHold, ComplaintReopened, ComplaintResumed
+from shared.contracts.intake import (
+    CompensationRecorded,
+    ComplaintPutOnHold,
+    ComplaintReopened,
+    ComplaintResumed,
+)
 from shared.db import DbConnection
 from shared.inbox import first_delivery
 from shared.logging import configure_logging
@@ -207,6 +212,20 @@ def build_app(settings: ServiceSettings) -> FastStream:
                         resumed_at=at,
                         due_at=due,
                         paused_seconds=paused_seconds,
+                    ),
+                )
+        if isinstance(event, CompensationRecorded):
+            rung = approving_rung(pack, event.compensation_amount)
+            if rung is not None:
+                await enqueue(
+                    conn,
+                    topics.sla.name,
+                    EscalationRaised.caused_by(
+                        event,
+                        producer="sla",
+                        level=rung.level,
+                        to=rung.to,
+                        reason="compensation",
                     ),
                 )
         if isinstance(event, ComplaintReopened):

@@ -10,10 +10,11 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from shared.calendars import WorkingTime
 from shared.contracts.submissions import CustomerType, Region, Severity
-from shared.policy import ClockRule, PolicyPack
+from shared.policy import ClockRule, EscalationLevel, PolicyPack
 
 _CLOCK_NAMESPACE = uuid.UUID("6f1d8f64-3c2b-4a53-9a55-0c6d3f7b1e21")
 
@@ -119,3 +120,15 @@ def shifted(
         return moment + (resumed_at - paused_at)
     left = time.between(paused_at, moment)
     return time.add(resumed_at, left) if left > timedelta(0) else resumed_at
+
+
+def approving_rung(pack: PolicyPack, amount: Decimal) -> EscalationLevel | None:
+    """The lowest rung allowed to approve ``amount`` (核决权限), when the ladder states
+    authority by amount; None when it does not, or when the first rung may."""
+    ladder = pack.escalation.ladder if pack.escalation else ()
+    if not any(rung.max_compensation is not None for rung in ladder):
+        return None
+    for rung in ladder:
+        if rung.max_compensation is None or amount <= rung.max_compensation:
+            return rung if rung.level > 1 else None
+    return ladder[-1]

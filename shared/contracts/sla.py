@@ -112,5 +112,8 @@ class EscalationRaised(Event):
 
     level: int
     to: tuple[str, ...]
-    reason: Literal["breach", "major"]
+    reason: Literal["breach", "major", "compensation"] = Field(
+        description="A clock breached, a major complaint, or compensation beyond the "
+        "authority of the rungs below (核决权限)."
+    )
     clock_id: uuid.UUID | None = None

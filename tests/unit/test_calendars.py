@@ -122,3 +122,9 @@ def test_a_pause_shifts_the_due_time_by_exactly_the_working_time_paused(
     used = OFFICE.between(start, pause_at)
     new_due = OFFICE.add(resume_at, duration - used) if duration > used else resume_at
     assert OFFICE.between(due, new_due) == OFFICE.between(pause_at, resume_at) or (new_due == due)
+
+
+def test_the_same_day_is_the_end_of_today_or_of_the_next_working_day() -> None:
+    assert OFFICE.end_of_working_day(at("2026-11-18 10:00"), 0) == at("2026-11-18 17:00")
+    assert OFFICE.end_of_working_day(at("2026-11-18 18:00"), 0) == at("2026-11-19 17:00")
+    assert OFFICE.end_of_working_day(at("2026-11-21 10:00"), 0) == at("2026-11-23 17:00")

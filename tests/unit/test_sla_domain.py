@@ -65,3 +65,28 @@ def test_a_pause_moves_an_elapsed_due_time_by_the_wall_clock_time_paused() -> No
     paused, resumed = RECEIVED + timedelta(hours=2), RECEIVED + timedelta(hours=5)
     assert shifted(due, paused, resumed, working=False, time=time) == due + timedelta(hours=3)
     assert shifted(RECEIVED, paused, resumed, working=False, time=time) == RECEIVED
+
+
+def test_compensation_goes_to_the_rung_allowed_to_approve_it() -> None:
+    from decimal import Decimal
+
+    from services.sla.domain import approving_rung
+    from shared.policy import PolicyPack
+
+    assert approving_rung(HOTEL, Decimal("99999")) is None  # the seed gives no amounts
+    ladder = {
+        "seed": "000 第二篇 9(五)",
+        "ladder": [
+            {"level": 1, "to": ["fo-supervisor"], "max_compensation": "500", "seed": "x"},
+            {"level": 2, "to": ["eng-manager"], "max_compensation": "5000", "seed": "x"},
+            {"level": 3, "to": ["hk-manager"], "seed": "x"},
+        ],
+    }
+    pack = PolicyPack.model_validate({**HOTEL.model_dump(), "escalation": ladder})
+    assert approving_rung(pack, Decimal("300")) is None  # the first rung decides itself
+    rung = approving_rung(pack, Decimal("800"))
+    assert rung is not None
+    assert rung.level == 2
+    top = approving_rung(pack, Decimal("80000"))
+    assert top is not None
+    assert top.level == 3

@@ -6,11 +6,10 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import pytest
-from pydantic import ValidationError
 
 from services.sla.domain import ComplaintFacts, plan_clocks
 from shared.contracts.submissions import CustomerType, Region, Severity
-from shared.policy import CLOCK_EVENTS, ClockRule, NotificationRule
+from shared.policy import NotificationRule
 from tests.unit.packs.routing_cases import pack_named, route
 
 PACK = "fitness-club"
@@ -190,8 +189,13 @@ def test_the_duty_managers_work_club_hours_every_day() -> None:
     assert not calendar.is_working(before_opening)
 
 
-def test_there_are_no_elapsed_time_clocks_in_the_seed() -> None:
-    assert pack_named(PACK).clocks == ()
+def test_the_only_clock_is_the_same_day_one() -> None:
+    (clock,) = pack_named(PACK).clocks
+    assert (clock.clock, clock.working_days, clock.calendar) == (
+        "same-day-handling",
+        0,
+        "club-hours",
+    )
 
 
 def test_the_ladder_climbs_from_the_duty_managers_to_the_store_manager() -> None:
@@ -279,43 +283,23 @@ def test_the_store_manager_hears_every_outcome() -> None:
 TZ = ZoneInfo("Asia/Shanghai")
 
 
-@pytest.mark.parametrize("event", sorted(CLOCK_EVENTS))
-@pytest.mark.parametrize("severity", list(Severity))
-def test_no_clock_is_planned_for_any_complaint(event: str, severity: Severity) -> None:
-    # 003 六 and 七 give no deadline that a clock rule can carry (see the next test) and no
-    # return visit with a day, so nothing starts, whatever the category or the event.
-    for category in [c.code for c in pack_named(PACK).categories]:
-        clocks = plan_clocks(
-            pack_named(PACK),
-            ComplaintFacts(
-                complaint_no="261118001",
-                category=category,
-                customer_type=CustomerType.MEMBER,
-                severity=severity,
-                region=Region.DOMESTIC,
-            ),
-            starting_event=event,
-            started_at=datetime(2026, 11, 18, 10, 0, tzinfo=TZ),
-        )
-        assert clocks == []
-
-
-def test_the_same_day_deadline_of_six_8_cannot_be_expressed_yet() -> None:
-    # 六 投诉处理流程 8: a complaint not handled the same day is tracked by the duty manager;
-    # the day ends at the club's closing, 22:00 on the day of receipt. working_days counts
-    # from the next working day and starts at 1, so the nearest rule falls a day late.
-    # When the schema learns "the end of the start day", this test fails: add the clock.
-    with pytest.raises(ValidationError):
-        ClockRule(
-            id="not-handled-same-day",
-            clock="same-day",
-            working_days=0,
-            calendar="club-hours",
-            seed="003 六 投诉处理流程 8",
-        )
-    club = pack_named(PACK).working_time("club-hours")
-    received = datetime(2026, 11, 18, 10, 0, tzinfo=TZ)
-    assert club.end_of_working_day(received, 1) == datetime(2026, 11, 19, 22, 0, tzinfo=TZ)
+def test_a_complaint_not_handled_the_same_day_is_due_at_closing() -> None:
+    # 六 投诉处理流程 8: the club's day ends at 22:00; a complaint after closing belongs to
+    # the next club day.
+    facts = ComplaintFacts(
+        "261118001", "front-desk", CustomerType.MEMBER, Severity.NORMAL, Region.DOMESTIC
+    )
+    morning = datetime(2026, 11, 18, 10, 0, tzinfo=TZ)
+    late = datetime(2026, 11, 18, 22, 30, tzinfo=TZ)
+    (today,) = plan_clocks(
+        pack_named(PACK), facts, starting_event="ComplaintReceived", started_at=morning
+    )
+    (tomorrow,) = plan_clocks(
+        pack_named(PACK), facts, starting_event="ComplaintReceived", started_at=late
+    )
+    assert today.due_at == datetime(2026, 11, 18, 22, 0, tzinfo=TZ)
+    assert tomorrow.due_at == datetime(2026, 11, 19, 22, 0, tzinfo=TZ)
+    assert "DecisionCommunicated" in today.stops_on
 
 
 def test_the_club_day_runs_through_national_day() -> None:
