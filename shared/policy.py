@@ -199,6 +199,7 @@ CLOCK_EVENTS = frozenset(
         "ComplaintNotUpheld",
         "ComplaintResolved",
         "ReturnVisitRecorded",
+        "RepairedProductDelivered",
         "ComplaintClosed",
     }
 )

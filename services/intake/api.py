@@ -7,7 +7,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from services.intake.lifecycle import Action
 from shared.contracts.intake import CaseStatus
@@ -156,6 +156,14 @@ class Reassign(_Action):
         default=None, description="Defaults to the new assignee's department."
     )
     reason: ShortText
+
+
+class RecordDelivery(_Action):
+    model_config = _examples(
+        delivered_at="2026-11-25T15:00:00+08:00", delivery_note="送货单 D-1182"
+    )
+    delivered_at: AwareDatetime
+    delivery_note: ShortText | None = None
 
 
 class Close(_Action):

@@ -39,6 +39,7 @@ from services.intake.api import (
     Problem,
     Reassign,
     RecordCompensation,
+    RecordDelivery,
     RecordReturnVisit,
     Reopen,
     Resolve,
@@ -288,6 +289,12 @@ def build_app(settings: IntakeSettings) -> FastAPI:
         ("return-visits", Action.RECORD_RETURN_VISIT, RecordReturnVisit, "Record a return visit"),
         ("compensation", Action.RECORD_COMPENSATION, RecordCompensation, "Record compensation"),
         ("reassignment", Action.REASSIGN, Reassign, "Reassign, with an approver"),
+        (
+            "delivery",
+            Action.RECORD_DELIVERY,
+            RecordDelivery,
+            "Record the repaired product's delivery",
+        ),
         ("close", Action.CLOSE, Close, "Close"),
         ("reopen", Action.REOPEN, Reopen, "Reopen: the customer is not satisfied"),
     ]

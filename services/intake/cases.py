@@ -40,6 +40,7 @@ from shared.contracts.intake import (
     InvestigationStarted,
     NoteAdded,
     ReassignmentApproved,
+    RepairedProductDelivered,
     ReturnVisitRecorded,
 )
 from shared.contracts.submissions import SubmissionOutcome, SubmitComplaint
@@ -69,6 +70,7 @@ EVENT_OF_ACTION: dict[Action, type[CaseEvent]] = {
     Action.CLOSE: ComplaintClosed,
     Action.REOPEN: ComplaintReopened,
     Action.REASSIGN: ReassignmentApproved,
+    Action.RECORD_DELIVERY: RepairedProductDelivered,
 }
 
 

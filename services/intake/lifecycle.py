@@ -30,6 +30,7 @@ class Action(StrEnum):
     RECORD_RETURN_VISIT = "record_return_visit"
     RECORD_COMPENSATION = "record_compensation"
     REASSIGN = "reassign"
+    RECORD_DELIVERY = "record_delivery"
     CLOSE = "close"
     REOPEN = "reopen"
 
@@ -61,6 +62,9 @@ _MOVES: dict[Action, tuple[frozenset[S], S | None]] = {
     Action.RESOLVE: (frozenset({S.REPLIED, S.FEEDBACK_RECEIVED}), S.RESOLVED),
     Action.RECORD_COMPENSATION: (EVERY, None),
     Action.REASSIGN: (OPEN_BEFORE_ANSWER | {S.ON_HOLD}, None),
+    # The repaired or replaced product reached the customer (004 篇二 5.4: the return
+    # visit follows on the 2nd day); it can happen while handling or after the reply.
+    Action.RECORD_DELIVERY: (OPEN_BEFORE_ANSWER | ANSWERED | {S.ON_HOLD}, None),
     Action.CLOSE: (ANSWERED, S.CLOSED),
     Action.REOPEN: (ANSWERED | FINISHED, S.REOPENED),
 }

@@ -43,6 +43,7 @@ from shared.contracts.intake import (
     ComplaintPutOnHold,
     ComplaintReopened,
     ComplaintResumed,
+    RepairedProductDelivered,
 )
 from shared.db import DbConnection
 from shared.inbox import first_delivery
@@ -86,11 +87,13 @@ def build_app(settings: ServiceSettings) -> FastStream:
         round_no: int,
     ) -> list[str]:
         started = []
+        # A delivery recorded afterwards counts from when the product was delivered.
+        at = cause.delivered_at if isinstance(cause, RepairedProductDelivered) else None
         for clock in plan_clocks(
             pack,
             facts,
             starting_event=starting_event,
-            started_at=cause.occurred_at,
+            started_at=at or cause.occurred_at,
             round_no=round_no,
         ):
             if not await store.start_clock(

@@ -53,6 +53,7 @@ __all__ = [
     "Product",
     "ReassignmentApproved",
     "Region",
+    "RepairedProductDelivered",
     "ReturnVisitRecorded",
     "Severity",
 ]
@@ -250,6 +251,16 @@ class ReassignmentApproved(CaseEvent):
     to_assignee: str
     previous_assignee: str | None
     reason: str
+
+
+class RepairedProductDelivered(CaseEvent):
+    """The repaired or replaced product was delivered to the customer."""
+
+    EVENT_TYPE: ClassVar[str] = "RepairedProductDelivered"
+    event_type: Literal["RepairedProductDelivered"] = "RepairedProductDelivered"
+
+    delivered_at: AwareDatetime
+    delivery_note: str | None = None
 
 
 class ComplaintReopened(CaseEvent):

@@ -206,14 +206,18 @@ def test_out_of_office_hours_nobody_is_on_shift() -> None:
 
 def test_deadlines_are_working_days_and_only_return_visits_count_elapsed_time() -> None:
     # The seed's deadlines are all in working days (篇二 4.2.3.3–4.2.3.5; 篇六 五); only
-    # the return visit of 5.4 2) counts calendar days (15 days after the reply).
+    # the return visits of 5.4 count calendar days (15 days after the reply; the 2nd day
+    # after a repaired product's delivery).
     rules = pack_named(PACK).clocks
     deadlines = [r for r in rules if not r.return_visit]
     visits = [r for r in rules if r.return_visit]
     assert deadlines
     assert all(r.working_days is not None and r.calendar == "office" for r in deadlines)
     assert all(r.target_hours is None and r.working_hours is None for r in deadlines)
-    assert {(r.target_hours, r.stops_on) for r in visits} == {(360, ("ReturnVisitRecorded",))}
+    assert {(r.target_hours, r.stops_on) for r in visits} == {
+        (360, ("ReturnVisitRecorded",)),
+        (48, ("ReturnVisitRecorded",)),
+    }
     assert all(r.seed and r.stops_on for r in rules)
 
 
@@ -438,3 +442,25 @@ def test_mid_autumn_holiday_and_its_adjusted_sunday() -> None:
     # Received Thursday 09-24: Fri 25 to Sun 27 off, so Mon 28 and Tue 29 are the two days.
     reply = _plan("service-quality", at=_at(9, 24, 10))["reply"]
     assert reply.due_at == _at(9, 29, 17, 30)
+
+
+def test_a_repaired_product_is_visited_on_the_second_day_after_delivery() -> None:
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from services.sla.domain import ComplaintFacts, plan_clocks
+    from shared.contracts.submissions import CustomerType, Region, Severity
+
+    delivered = datetime(2026, 11, 25, 15, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
+    facts = ComplaintFacts(
+        "261118001", "product-quality", CustomerType.DEALER, Severity.NORMAL, Region.DOMESTIC
+    )
+    (visit,) = plan_clocks(
+        pack_named("furniture"),
+        facts,
+        starting_event="RepairedProductDelivered",
+        started_at=delivered,
+    )
+    assert visit.name == "return-visit"
+    assert visit.return_visit is True
+    assert visit.due_at == datetime(2026, 11, 27, 15, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
