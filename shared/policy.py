@@ -200,11 +200,20 @@ CLOCK_EVENTS = frozenset(
         "ComplaintResolved",
         "ReturnVisitRecorded",
         "RepairedProductDelivered",
+        "ProjectDelivered",
         "ComplaintClosed",
     }
 )
 # A case that ends stops every clock still running, return visits aside.
 ENDING_EVENTS = ("ComplaintClosed", "ComplaintNotUpheld")
+
+
+class Recurrence(_Model):
+    """A phase of repeated return visits: every ``every_months`` months, for ``for_months``
+    months (the last phase may run on without end)."""
+
+    every_months: int = Field(ge=1)
+    for_months: int | None = Field(default=None, ge=1)
 
 
 class ClockRule(_Model):
@@ -233,6 +242,11 @@ class ClockRule(_Model):
     warn_at: tuple[float, ...] = Field(
         default=(0.5, 0.8), description="Fractions of the target at which warnings go out."
     )
+    recurrence: tuple[Recurrence, ...] = Field(
+        default=(),
+        description="Repeated return visits counted from the start (e.g. monthly for 12 "
+        "months, then quarterly); replaces the length.",
+    )
     categories: tuple[str, ...] = ()
     customer_types: tuple[CustomerType, ...] = ()
     severities: tuple[Severity, ...] = ()
@@ -242,7 +256,12 @@ class ClockRule(_Model):
     @model_validator(mode="after")
     def _one_length(self) -> Self:
         given = [self.target_hours, self.working_hours, self.working_days]
-        if sum(value is not None for value in given) != 1:
+        if self.recurrence:
+            if any(value is not None for value in given) or not self.return_visit:
+                raise ValueError("a recurrence is a return-visit schedule, with no length")
+            if any(phase.for_months is None for phase in self.recurrence[:-1]):
+                raise ValueError("only the last recurrence phase may run without end")
+        elif sum(value is not None for value in given) != 1:
             raise ValueError("give exactly one of target_hours, working_hours, working_days")
         for event in (self.starts_on, *self.stops_on):
             if event not in CLOCK_EVENTS:

@@ -166,6 +166,12 @@ class RecordDelivery(_Action):
     delivery_note: ShortText | None = None
 
 
+class RecordProjectDelivery(_Action):
+    model_config = _examples(delivered_at="2026-11-20T10:00:00+08:00", project="OA 系统二期")
+    delivered_at: AwareDatetime
+    project: ShortText
+
+
 class Close(_Action):
     model_config = _examples()
 

@@ -39,6 +39,7 @@ from shared.contracts.intake import (
     FeedbackReceived,
     InvestigationStarted,
     NoteAdded,
+    ProjectDelivered,
     ReassignmentApproved,
     RepairedProductDelivered,
     ReturnVisitRecorded,
@@ -71,6 +72,7 @@ EVENT_OF_ACTION: dict[Action, type[CaseEvent]] = {
     Action.REOPEN: ComplaintReopened,
     Action.REASSIGN: ReassignmentApproved,
     Action.RECORD_DELIVERY: RepairedProductDelivered,
+    Action.RECORD_PROJECT_DELIVERY: ProjectDelivered,
 }
 
 

@@ -31,6 +31,7 @@ class Action(StrEnum):
     RECORD_COMPENSATION = "record_compensation"
     REASSIGN = "reassign"
     RECORD_DELIVERY = "record_delivery"
+    RECORD_PROJECT_DELIVERY = "record_project_delivery"
     CLOSE = "close"
     REOPEN = "reopen"
 
@@ -65,6 +66,8 @@ _MOVES: dict[Action, tuple[frozenset[S], S | None]] = {
     # The repaired or replaced product reached the customer (004 篇二 5.4: the return
     # visit follows on the 2nd day); it can happen while handling or after the reply.
     Action.RECORD_DELIVERY: (OPEN_BEFORE_ANSWER | ANSWERED | {S.ON_HOLD}, None),
+    # A delivered project starts its return visits (000 第四篇 五), whatever the case's state.
+    Action.RECORD_PROJECT_DELIVERY: (EVERY, None),
     Action.CLOSE: (ANSWERED, S.CLOSED),
     Action.REOPEN: (ANSWERED | FINISHED, S.REOPENED),
 }

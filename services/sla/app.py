@@ -13,7 +13,7 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,13 @@ import structlog
 from faststream import FastStream
 
 from services.sla import store
-from services.sla.domain import ComplaintFacts, approving_rung, plan_clocks, shifted
+from services.sla.domain import (
+    ComplaintFacts,
+    approving_rung,
+    next_visit,
+    plan_clocks,
+    shifted,
+)
 from shared.consumer import subscribe_events
 from shared.consumer_app import PoolHolder, consumer_app, new_broker
 from shared.contracts import (
@@ -43,6 +49,7 @@ from shared.contracts.intake import (
     ComplaintPutOnHold,
     ComplaintReopened,
     ComplaintResumed,
+    ProjectDelivered,
     RepairedProductDelivered,
 )
 from shared.db import DbConnection
@@ -88,7 +95,8 @@ def build_app(settings: ServiceSettings) -> FastStream:
     ) -> list[str]:
         started = []
         # A delivery recorded afterwards counts from when the product was delivered.
-        at = cause.delivered_at if isinstance(cause, RepairedProductDelivered) else None
+        delivered = RepairedProductDelivered | ProjectDelivered
+        at = cause.delivered_at if isinstance(cause, delivered) else None
         for clock in plan_clocks(
             pack,
             facts,
@@ -128,6 +136,56 @@ def build_app(settings: ServiceSettings) -> FastStream:
             started.append(clock.name)
         return started
 
+    async def schedule_next_visit(
+        conn: DbConnection,
+        pack: PolicyPack,
+        *,
+        complaint_no: str,
+        branch_id: str,
+        correlation_id: str,
+        rule: str,
+        occurrence: int,
+        series_start: datetime | None,
+        previous_due: datetime,
+        round_no: int,
+    ) -> Publishable | None:
+        """The next visit of a recurring schedule, once the current one is due or done."""
+        if not occurrence or series_start is None:
+            return None
+        visit = next_visit(
+            pack,
+            rule,
+            complaint_no=complaint_no,
+            series_start=series_start,
+            occurrence=occurrence,
+            previous_due=previous_due,
+            round_no=round_no,
+        )
+        if visit is None or not await store.start_clock(
+            conn,
+            complaint_no,
+            branch_id,
+            visit,
+            pack=pack.pack,
+            pack_version=pack.version,
+            round_no=round_no,
+        ):
+            return None
+        return ClockStarted(
+            event_type=ClockStarted.EVENT_TYPE,
+            **envelope(complaint_no, branch_id, correlation_id),
+            clock_id=visit.clock_id,
+            name=visit.name,
+            started_at=visit.started_at,
+            due_at=visit.due_at,
+            target_seconds=visit.target_seconds,
+            rule=visit.rule,
+            pack=pack.pack,
+            pack_version=pack.version,
+            round=round_no,
+            return_visit=True,
+        )
+
     async def on_received(conn: DbConnection, event: ComplaintReceived) -> None:
         pack = packs.current.require(event.pack)
         await store.save_case(conn, event)
@@ -157,12 +215,34 @@ def build_app(settings: ServiceSettings) -> FastStream:
             raise LookupError(f"{event.complaint_no}: ComplaintReceived not seen")
         pack = packs.current.require(case.pack)
         at = event.occurred_at
-        for clock in await store.open_clocks(conn, event.complaint_no):
+        open_now = await store.open_clocks(conn, event.complaint_no)
+        # Of a recurring schedule, a recorded visit meets the earliest one still open.
+        earliest_visit = {
+            clock.name: min(c.due_at for c in open_now if c.name == clock.name)
+            for clock in open_now
+            if clock.occurrence
+        }
+        for clock in open_now:
             time = pack.working_time(clock.calendar)
             # Closing ends every clock but a return visit, which is due after the reply.
             ends = event.event_type in ENDING_EVENTS and not clock.return_visit
-            if event.event_type in clock.stops_on or ends:
+            later_visit = clock.occurrence and clock.due_at > earliest_visit[clock.name]
+            if (event.event_type in clock.stops_on and not later_visit) or ends:
                 outcome = await store.stop(conn, clock, at)
+                following = await schedule_next_visit(
+                    conn,
+                    pack,
+                    complaint_no=event.complaint_no,
+                    branch_id=case.branch_id,
+                    correlation_id=case.correlation_id,
+                    rule=clock.rule,
+                    occurrence=clock.occurrence,
+                    series_start=clock.series_start,
+                    previous_due=clock.due_at,
+                    round_no=clock.round,
+                )
+                if following is not None:
+                    await enqueue(conn, topics.sla.name, following)
                 await enqueue(
                     conn,
                     topics.sla.name,
@@ -272,6 +352,20 @@ def build_app(settings: ServiceSettings) -> FastStream:
                         )
                     )
                 elif kind == "return_visit":
+                    following = await schedule_next_visit(
+                        conn,
+                        packs.current.require(timer["pack"]),
+                        complaint_no=timer["complaint_no"],
+                        branch_id=timer["branch_id"],
+                        correlation_id=timer["correlation_id"],
+                        rule=timer["rule"],
+                        occurrence=timer["occurrence"],
+                        series_start=timer["series_start"],
+                        previous_due=timer["clock_due_at"],
+                        round_no=timer["round"],
+                    )
+                    if following is not None:
+                        events.append(following)
                     events.append(
                         ReturnVisitDue(
                             event_type=ReturnVisitDue.EVENT_TYPE,

@@ -7,14 +7,16 @@ of the pack's calendar (lunch breaks, weekends, public holidays and 调休 inclu
 
 from __future__ import annotations
 
+import calendar
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 from shared.calendars import WorkingTime
 from shared.contracts.submissions import CustomerType, Region, Severity
-from shared.policy import ClockRule, EscalationLevel, PolicyPack
+from shared.policy import ClockRule, EscalationLevel, PolicyPack, Recurrence
 
 _CLOCK_NAMESPACE = uuid.UUID("6f1d8f64-3c2b-4a53-9a55-0c6d3f7b1e21")
 
@@ -32,6 +34,8 @@ class PlannedClock:
     stops_on: tuple[str, ...]
     return_visit: bool
     warnings: tuple[tuple[float, datetime], ...]
+    occurrence: int = 0
+    series_start: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -43,13 +47,44 @@ class ComplaintFacts:
     region: Region
 
 
-def clock_id(complaint_no: str, clock: str, round_no: int = 1) -> uuid.UUID:
-    """Stable per complaint, clock and handling round, so a replay names the same clock."""
+def clock_id(complaint_no: str, clock: str, round_no: int = 1, occurrence: int = 0) -> uuid.UUID:
+    """Stable per complaint, clock, handling round and visit, so a replay names the same
+    clock."""
     suffix = "" if round_no == 1 else f"#{round_no}"
-    return uuid.uuid5(_CLOCK_NAMESPACE, f"{complaint_no}/{clock}{suffix}")
+    visit = f"@{occurrence}" if occurrence else ""
+    return uuid.uuid5(_CLOCK_NAMESPACE, f"{complaint_no}/{clock}{suffix}{visit}")
+
+
+def add_months(moment: datetime, months: int, timezone: str) -> datetime:
+    """The same wall-clock time ``months`` later in ``timezone``; the 31st becomes the
+    month's last day where the month is shorter."""
+    local = moment.astimezone(ZoneInfo(timezone))
+    index = local.month - 1 + months
+    year, month = local.year + index // 12, index % 12 + 1
+    day = min(local.day, calendar.monthrange(year, month)[1])
+    return local.replace(year=year, month=month, day=day).astimezone(moment.tzinfo)
+
+
+def occurrence_due(
+    start: datetime, recurrence: tuple[Recurrence, ...], occurrence: int, timezone: str
+) -> datetime:
+    """When the ``occurrence``-th visit (1, 2, …) of a recurring schedule falls due."""
+    months, remaining = 0, occurrence
+    for phase in recurrence:
+        in_phase = (
+            phase.for_months // phase.every_months if phase.for_months is not None else remaining
+        )
+        step = min(remaining, in_phase)
+        months += step * phase.every_months
+        remaining -= step
+        if remaining == 0:
+            return add_months(start, months, timezone)
+    return add_months(start, months, timezone)
 
 
 def _due(rule: ClockRule, started_at: datetime, time: WorkingTime) -> datetime:
+    if rule.recurrence:
+        return occurrence_due(started_at, rule.recurrence, 1, time.timezone)
     if rule.target_hours is not None:
         return started_at + timedelta(hours=rule.target_hours)
     if rule.working_hours is not None:
@@ -76,8 +111,9 @@ def plan_clocks(
         time = pack.working_time(rule.calendar)
         due = _due(rule, started_at, time)
         target = time.between(started_at, due) if rule.working else due - started_at
+        occurrence = 1 if rule.recurrence else 0
         planned[rule.clock] = PlannedClock(
-            clock_id=clock_id(facts.complaint_no, rule.clock, round_no),
+            clock_id=clock_id(facts.complaint_no, rule.clock, round_no, occurrence),
             name=rule.clock,
             rule=rule.id,
             started_at=started_at,
@@ -91,8 +127,53 @@ def plan_clocks(
                 (fraction, _point(started_at, target * fraction, rule.working, time))
                 for fraction in sorted(rule.warn_at)
             ),
+            occurrence=occurrence,
+            series_start=started_at if rule.recurrence else None,
         )
     return list(planned.values())
+
+
+def occurrences_in(recurrence: tuple[Recurrence, ...]) -> int | None:
+    """How many visits the schedule has; None when its last phase runs on."""
+    if recurrence[-1].for_months is None:
+        return None
+    return sum((phase.for_months or 0) // phase.every_months for phase in recurrence)
+
+
+def next_visit(
+    pack: PolicyPack,
+    rule_id: str,
+    *,
+    complaint_no: str,
+    series_start: datetime,
+    occurrence: int,
+    previous_due: datetime,
+    round_no: int,
+) -> PlannedClock | None:
+    """The visit after ``occurrence`` in a recurring schedule, or None when it has ended."""
+    rule = next((r for r in pack.clocks if r.id == rule_id), None)
+    if rule is None or not rule.recurrence:
+        return None
+    total = occurrences_in(rule.recurrence)
+    if total is not None and occurrence >= total:
+        return None
+    timezone = pack.working_time(rule.calendar).timezone
+    due = occurrence_due(series_start, rule.recurrence, occurrence + 1, timezone)
+    return PlannedClock(
+        clock_id=clock_id(complaint_no, rule.clock, round_no, occurrence + 1),
+        name=rule.clock,
+        rule=rule.id,
+        started_at=previous_due,
+        due_at=due,
+        target_seconds=int((due - previous_due).total_seconds()),
+        working=False,
+        calendar=rule.calendar,
+        stops_on=rule.stops_on,
+        return_visit=True,
+        warnings=(),
+        occurrence=occurrence + 1,
+        series_start=series_start,
+    )
 
 
 def _point(start: datetime, span: timedelta, working: bool, time: WorkingTime) -> datetime:

@@ -33,6 +33,10 @@ class OpenClock:
     paused_at: datetime | None
     paused_seconds: int
     return_visit: bool
+    rule: str
+    round: int
+    occurrence: int
+    series_start: datetime | None
 
 
 # Timers not yet fired: (timer id, due time).
@@ -91,8 +95,9 @@ async def start_clock(
     status: str = await conn.execute(
         """INSERT INTO clocks (clock_id, complaint_no, branch_id, name, rule, state, started_at,
                due_at, target_seconds, pack, pack_version, round, working, calendar, stops_on,
-               return_visit)
-           VALUES ($1, $2, $3, $4, $5, 'running', $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+               return_visit, occurrence, series_start)
+           VALUES ($1, $2, $3, $4, $5, 'running', $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
+                   $16, $17)
            ON CONFLICT DO NOTHING""",
         clock.clock_id,
         complaint_no,
@@ -109,6 +114,8 @@ async def start_clock(
         clock.calendar,
         list(clock.stops_on),
         clock.return_visit,
+        clock.occurrence,
+        clock.series_start,
     )
     if status != "INSERT 0 1":
         return False
@@ -153,7 +160,7 @@ async def open_clocks(conn: DbConnection, complaint_no: str) -> list[OpenClock]:
     """Clocks still counting or paused (and breached ones not yet stopped), locked."""
     rows = await conn.fetch(
         """SELECT clock_id, name, state, due_at, working, calendar, stops_on, paused_at,
-                  paused_seconds, return_visit
+                  paused_seconds, return_visit, rule, round, occurrence, series_start
            FROM clocks WHERE complaint_no = $1 AND stopped_at IS NULL
              AND state IN ('running', 'paused', 'breached')
            ORDER BY clock_id FOR UPDATE""",
@@ -171,6 +178,10 @@ async def open_clocks(conn: DbConnection, complaint_no: str) -> list[OpenClock]:
             paused_at=row["paused_at"],
             paused_seconds=row["paused_seconds"],
             return_visit=row["return_visit"],
+            rule=row["rule"],
+            round=row["round"],
+            occurrence=row["occurrence"],
+            series_start=row["series_start"],
         )
         for row in rows
     ]
@@ -236,8 +247,8 @@ async def take_due_timers(conn: DbConnection, limit: int) -> list[dict[str, Any]
     rows another instance holds are skipped, so each timer fires once."""
     rows = await conn.fetch(
         """SELECT t.timer_id, t.clock_id, t.complaint_no, t.kind, t.fraction, t.level,
-                  t.due_at, c.name, c.due_at AS clock_due_at, c.pack, k.branch_id,
-                  k.correlation_id
+                  t.due_at, c.name, c.due_at AS clock_due_at, c.pack, c.rule, c.round,
+                  c.occurrence, c.series_start, k.branch_id, k.correlation_id
            FROM timers t
            JOIN clocks c ON c.clock_id = t.clock_id
            JOIN cases k ON k.complaint_no = t.complaint_no

@@ -51,6 +51,7 @@ __all__ = [
     "Language",
     "NoteAdded",
     "Product",
+    "ProjectDelivered",
     "ReassignmentApproved",
     "Region",
     "RepairedProductDelivered",
@@ -261,6 +262,16 @@ class RepairedProductDelivered(CaseEvent):
 
     delivered_at: AwareDatetime
     delivery_note: str | None = None
+
+
+class ProjectDelivered(CaseEvent):
+    """A project for the customer was delivered: its return visits begin (000 第四篇 五)."""
+
+    EVENT_TYPE: ClassVar[str] = "ProjectDelivered"
+    event_type: Literal["ProjectDelivered"] = "ProjectDelivered"
+
+    delivered_at: AwareDatetime
+    project: str
 
 
 class ComplaintReopened(CaseEvent):

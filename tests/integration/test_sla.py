@@ -13,6 +13,7 @@ import asyncpg
 
 from services.sla.app import MIGRATIONS
 from services.sla.app import build_app as build_sla
+from services.sla.domain import add_months
 from shared.contracts import ClockPaused, ClockResumed, ClockStarted, ClockStopped, decode_event
 from shared.db import apply_migrations
 from shared.settings import REPO_ROOT, ServiceSettings
@@ -255,3 +256,55 @@ async def test_a_pack_change_recomputes_open_clocks_only_when_the_pack_says_so(
     records = await read_records(bootstrap, topics.sla.name, expected=2)
     kinds = [json.loads(r.value)["event_type"] for r in records]
     assert kinds == ["ClockStarted", "ClockRecomputed"]
+
+
+async def test_a_delivered_project_gets_its_visits_one_after_another(
+    infra: Infra, database_url: str, topics: Topics
+) -> None:
+    bootstrap = infra.kafka_bootstrap_servers
+    now = datetime.now(UTC)
+    # Delivered a month ago, less a few seconds: the first monthly visit falls due now.
+    delivered = add_months(now, -1, "Asia/Shanghai") + timedelta(seconds=3)
+    complaint = received(
+        "261122501",
+        "service-request",
+        branch="it-services-demo",
+        pack="it-services",
+        occurred_at=now.isoformat(),
+    )
+    project = {
+        **case_event("ProjectDelivered", "261122501", 2),
+        "branch_id": "it-services-demo",
+        "delivered_at": delivered.isoformat(),
+    }
+    visited = {**case_event("ReturnVisitRecorded", "261122501", 3), "branch_id": "it-services-demo"}
+    sla = build_sla(sla_settings(infra, database_url, topics))
+    run = asyncio.create_task(sla.run())
+    try:
+        await produce(bootstrap, topics.intake.name, [complaint, project])
+
+        async def second_visit_planned() -> bool:
+            sql = "SELECT count(*) FROM sla.clocks WHERE occurrence = 2"
+            return await scalar(database_url, sql) == 1
+
+        await wait_for(second_visit_planned, timeout=60)
+        await produce(bootstrap, topics.intake.name, [visited])
+
+        async def first_visit_met() -> bool:
+            sql = "SELECT count(*) FROM sla.clocks WHERE occurrence = 1 AND state = 'met'"
+            return await scalar(database_url, sql) == 1
+
+        await wait_for(first_visit_met)
+        still_due = await scalar(
+            database_url,
+            "SELECT count(*) FROM sla.clocks WHERE occurrence = 2 AND state = 'running'",
+        )
+        assert still_due == 1
+    finally:
+        sla.exit()
+        await run
+    records = await read_records(bootstrap, topics.sla.name, expected=4)
+    kinds = [json.loads(r.value)["event_type"] for r in records]
+    assert kinds == ["ClockStarted", "ClockStarted", "ReturnVisitDue", "ClockStopped"]
+    second = json.loads(records[1].value)
+    assert datetime.fromisoformat(second["due_at"]) == add_months(delivered, 2, "Asia/Shanghai")

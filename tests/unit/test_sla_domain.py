@@ -90,3 +90,49 @@ def test_compensation_goes_to_the_rung_allowed_to_approve_it() -> None:
     top = approving_rung(pack, Decimal("80000"))
     assert top is not None
     assert top.level == 3
+
+
+def test_a_delivered_project_is_visited_monthly_for_a_year_then_quarterly() -> None:
+    from zoneinfo import ZoneInfo
+
+    from services.sla.domain import next_visit, occurrence_due, occurrences_in
+    from shared.policy import Recurrence
+    from tests.unit.packs.routing_cases import pack_named
+
+    tz = ZoneInfo("Asia/Shanghai")
+    schedule = (Recurrence(every_months=1, for_months=12), Recurrence(every_months=3))
+    delivered = datetime(2026, 1, 31, 10, 0, tzinfo=tz)
+    assert occurrence_due(delivered, schedule, 1, "Asia/Shanghai") == datetime(
+        2026, 2, 28, 10, 0, tzinfo=tz
+    )
+    assert occurrence_due(delivered, schedule, 12, "Asia/Shanghai") == datetime(
+        2027, 1, 31, 10, 0, tzinfo=tz
+    )
+    assert occurrence_due(delivered, schedule, 13, "Asia/Shanghai") == datetime(
+        2027, 4, 30, 10, 0, tzinfo=tz
+    )
+    assert occurrences_in(schedule) is None
+    assert occurrences_in((Recurrence(every_months=1, for_months=12),)) == 12
+
+    pack = pack_named("it-services")
+    facts = ComplaintFacts(
+        "261118001",
+        "service-request",
+        CustomerType.END_CUSTOMER,
+        Severity.NORMAL,
+        Region.DOMESTIC,
+    )
+    (first,) = plan_clocks(pack, facts, starting_event="ProjectDelivered", started_at=delivered)
+    assert (first.occurrence, first.due_at) == (1, datetime(2026, 2, 28, 10, 0, tzinfo=tz))
+    second = next_visit(
+        pack,
+        first.rule,
+        complaint_no="261118001",
+        series_start=delivered,
+        occurrence=1,
+        previous_due=first.due_at,
+        round_no=1,
+    )
+    assert second is not None
+    assert (second.occurrence, second.due_at) == (2, datetime(2026, 3, 31, 10, 0, tzinfo=tz))
+    assert second.clock_id != first.clock_id

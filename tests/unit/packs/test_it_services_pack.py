@@ -199,7 +199,10 @@ def test_someone_may_approve_reassignments_and_no_clock_is_invented() -> None:
     pack = pack_named("it-services")
     approvers = {s.id for s in pack.staff if s.approves_reassignment}
     assert {"ts-head", "office-director"} <= approvers
-    assert pack.clocks == ()
+    # 第四篇 has no complaint deadline; its only clock is the project return-visit schedule.
+    assert [(c.id, c.starts_on) for c in pack.clocks] == [
+        ("project-return-visits", "ProjectDelivered")
+    ]
 
 
 def test_the_escalation_ladder_climbs_the_seeds_chain_of_command() -> None:
@@ -270,9 +273,9 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 @pytest.mark.parametrize("category", ["fault", "complaint", "service-request"])
 @pytest.mark.parametrize("severity", [Severity.NORMAL, Severity.MAJOR])
 def test_the_planner_starts_no_clock_on_any_event(category: str, severity: Severity) -> None:
-    # 七 "第一时间"/"及时" and 十 10.2.3 give no figure; 五's return visits are per delivered
-    # project, monthly then quarterly, not per complaint.
-    for event in sorted(CLOCK_EVENTS):
+    # 七 "第一时间"/"及时" and 十 10.2.3 give no figure; 五's return visits start only when
+    # a delivered project is recorded.
+    for event in sorted(CLOCK_EVENTS - {"ProjectDelivered"}):
         clocks = plan_clocks(
             pack_named("it-services"),
             ComplaintFacts(
