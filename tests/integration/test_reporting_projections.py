@@ -67,7 +67,9 @@ async def test_the_case_file_is_the_same_whatever_the_arrival_order_and_redelive
 
     assert expected is not None
     assert again is not None
-    assert again == expected
+    # Time remaining is read against the clock of the query; everything else must match.
+    moment = {"clocks": {"__all__": {"remaining_seconds"}}}
+    assert again.model_dump(exclude=moment) == expected.model_dump(exclude=moment)
     assert again.status == "assigned"
     assert again.category == "facilities"
     assert again.assignment is not None
