@@ -81,6 +81,7 @@ async def test_a_case_goes_through_its_life_and_every_step_is_an_event(database_
             "reopen",
             "record_feedback",
             "record_return_visit",
+            "record_project_delivery",
         }
         view = (await client.get(base)).json()
 
