@@ -224,6 +224,7 @@ def build_app(settings: ServiceSettings) -> FastStream:
         }
         for clock in open_now:
             time = pack.working_time(clock.calendar)
+            about: dict[str, Any] = {"clock_id": clock.clock_id, "name": clock.name}
             # Closing ends every clock but a return visit, which is due after the reply.
             ends = event.event_type in ENDING_EVENTS and not clock.return_visit
             later_visit = clock.occurrence and clock.due_at > earliest_visit[clock.name]
@@ -249,8 +250,7 @@ def build_app(settings: ServiceSettings) -> FastStream:
                     ClockStopped.caused_by(
                         event,
                         producer="sla",
-                        clock_id=clock.clock_id,
-                        name=clock.name,
+                        **about,
                         stopped_at=at,
                         outcome=outcome,
                         by_event=event.event_type,
@@ -261,13 +261,7 @@ def build_app(settings: ServiceSettings) -> FastStream:
                 await enqueue(
                     conn,
                     topics.sla.name,
-                    ClockPaused.caused_by(
-                        event,
-                        producer="sla",
-                        clock_id=clock.clock_id,
-                        name=clock.name,
-                        paused_at=at,
-                    ),
+                    ClockPaused.caused_by(event, producer="sla", **about, paused_at=at),
                 )
             elif isinstance(event, ComplaintResumed) and clock.paused_at is not None:
                 paused_at, working = clock.paused_at, clock.working
@@ -290,8 +284,7 @@ def build_app(settings: ServiceSettings) -> FastStream:
                     ClockResumed.caused_by(
                         event,
                         producer="sla",
-                        clock_id=clock.clock_id,
-                        name=clock.name,
+                        **about,
                         resumed_at=at,
                         due_at=due,
                         paused_seconds=paused_seconds,

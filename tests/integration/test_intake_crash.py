@@ -10,7 +10,6 @@ import httpx
 
 from services.routing.app import build_app as build_routing
 from shared.contracts import ComplaintReceived, decode_event
-from shared.settings import ServiceSettings
 from shared.topics import Topics
 from tests.integration.test_intake_api import submission
 from tests.support.db import scalar
@@ -18,6 +17,7 @@ from tests.support.infra import Infra
 from tests.support.intake import wait_for
 from tests.support.kafka import read_records
 from tests.support.processes import Platform, free_port, platform_env
+from tests.support.services import settings_for
 
 SUBMISSIONS = 300
 CLIENTS = 10
@@ -37,13 +37,7 @@ async def test_intake_killed_mid_load_loses_and_doubles_nothing(
         tmp_path,
     )
     url = f"http://127.0.0.1:{port}"
-    routing = build_routing(
-        ServiceSettings(
-            database_url=database_url,
-            kafka_bootstrap_servers=infra.kafka_bootstrap_servers,
-            complaints_topic_namespace=topics.namespace,
-        )
-    )
+    routing = build_routing(settings_for(infra, database_url, topics))
     routing_run = asyncio.create_task(routing.run())
     platform.start("intake", "-m", "services.intake")
     accepted: dict[str, str] = {}

@@ -11,13 +11,13 @@ from aiokafka import AIOKafkaProducer
 
 from services.routing.app import build_app as build_routing
 from shared.contracts import ComplaintReceived, decode_event
-from shared.settings import ServiceSettings
 from shared.topics import Topics
 from tests.integration.test_intake_api import submission
 from tests.support.db import scalar
 from tests.support.infra import Infra
 from tests.support.intake import hotel_with_branches, running_intake, wait_for
 from tests.support.kafka import read_records
+from tests.support.services import settings_for
 
 BRANCHES = 20
 PER_BRANCH = 50
@@ -29,12 +29,7 @@ async def test_twenty_branches_retrying_over_http_and_kafka_make_exactly_1000_co
     bootstrap = infra.kafka_bootstrap_servers
     branches = hotel_with_branches(tmp_path / "packs", BRANCHES)
     routing = build_routing(
-        ServiceSettings(
-            database_url=database_url,
-            kafka_bootstrap_servers=bootstrap,
-            complaints_topic_namespace=topics.namespace,
-            policy_packs_dir=tmp_path / "packs",
-        )
+        settings_for(infra, database_url, topics, policy_packs_dir=tmp_path / "packs")
     )
     routing_run = asyncio.create_task(routing.run())
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)

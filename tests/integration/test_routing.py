@@ -12,13 +12,14 @@ from aiokafka import AIOKafkaProducer
 
 from services.routing.app import build_app as build_routing
 from shared.contracts import ComplaintAssigned, decode_event
-from shared.settings import REPO_ROOT, ServiceSettings
+from shared.settings import REPO_ROOT
 from shared.topics import Topics
 from tests.contracts.golden import golden_samples
 from tests.support.db import scalar
 from tests.support.infra import Infra
 from tests.support.intake import wait_for
 from tests.support.kafka import read_records
+from tests.support.services import running, settings_for
 
 
 def received(
@@ -61,15 +62,8 @@ async def test_loads_follow_assignments_closures_and_reopenings_once_each(
     infra: Infra, database_url: str, topics: Topics
 ) -> None:
     bootstrap = infra.kafka_bootstrap_servers
-    routing = build_routing(
-        ServiceSettings(
-            database_url=database_url,
-            kafka_bootstrap_servers=bootstrap,
-            complaints_topic_namespace=topics.namespace,
-        )
-    )
-    run = asyncio.create_task(routing.run())
-    try:
+    routing = build_routing(settings_for(infra, database_url, topics))
+    async with running(routing):
         first = received("261122101", "unknown-category")
         second = received("261122102", "unknown-category")
         closed = case_event("ComplaintClosed", "261122101", 5)
@@ -103,9 +97,6 @@ async def test_loads_follow_assignments_closures_and_reopenings_once_each(
         await wait_for(two_open)
         await asyncio.sleep(1)
         assert await scalar(database_url, "SELECT sum(open_cases) FROM routing.staff_load") == 2
-    finally:
-        routing.exit()
-        await run
 
     records = await read_records(bootstrap, topics.routing.name, expected=2)
     assigned = [decode_event(r.value) for r in records]
@@ -125,16 +116,8 @@ async def test_cases_leave_someone_marked_unavailable_in_the_pack(
     pack_file = tmp_path / "hotel.yaml"
     original = (REPO_ROOT / "policy-packs" / "hotel.yaml").read_text(encoding="utf-8")
     pack_file.write_text(original, encoding="utf-8")
-    routing = build_routing(
-        ServiceSettings(
-            database_url=database_url,
-            kafka_bootstrap_servers=bootstrap,
-            complaints_topic_namespace=topics.namespace,
-            policy_packs_dir=tmp_path,
-        )
-    )
-    run = asyncio.create_task(routing.run())
-    try:
+    routing = build_routing(settings_for(infra, database_url, topics, policy_packs_dir=tmp_path))
+    async with running(routing):
         await produce(
             bootstrap,
             topics.intake.name,
@@ -162,9 +145,6 @@ async def test_cases_leave_someone_marked_unavailable_in_the_pack(
         )
         assert loads == 2
         assert await scalar(database_url, "SELECT sum(open_cases) FROM routing.staff_load") == 2
-    finally:
-        routing.exit()
-        await run
 
     records = await read_records(bootstrap, topics.routing.name, expected=3)
     moved = [

@@ -16,7 +16,7 @@ from services.sla.app import build_app as build_sla
 from services.sla.domain import add_months
 from shared.contracts import ClockPaused, ClockResumed, ClockStarted, ClockStopped, decode_event
 from shared.db import apply_migrations
-from shared.settings import REPO_ROOT, ServiceSettings
+from shared.settings import REPO_ROOT
 from shared.topics import Topics
 from tests.integration.test_routing import case_event, produce, received
 from tests.support.db import scalar
@@ -24,14 +24,7 @@ from tests.support.infra import Infra
 from tests.support.intake import wait_for
 from tests.support.kafka import read_records
 from tests.support.processes import Platform, platform_env
-
-
-def sla_settings(infra: Infra, database_url: str, topics: Topics) -> ServiceSettings:
-    return ServiceSettings(
-        database_url=database_url,
-        kafka_bootstrap_servers=infra.kafka_bootstrap_servers,
-        complaints_topic_namespace=topics.namespace,
-    )
+from tests.support.services import running, settings_for
 
 
 async def test_a_clock_pauses_resumes_and_stops_with_the_case(
@@ -57,9 +50,8 @@ async def test_a_clock_pauses_resumes_and_stops_with_the_case(
         **case_event("ComplaintClosed", "261122301", 4),
         "occurred_at": (now + timedelta(hours=5)).isoformat(),
     }
-    sla = build_sla(sla_settings(infra, database_url, topics))
-    run = asyncio.create_task(sla.run())
-    try:
+    sla = build_sla(settings_for(infra, database_url, topics))
+    async with running(sla):
         await produce(bootstrap, topics.intake.name, [complaint, hold, resume, closed, closed])
 
         async def stopped() -> bool:
@@ -67,9 +59,6 @@ async def test_a_clock_pauses_resumes_and_stops_with_the_case(
             return await scalar(database_url, sql) >= 1
 
         await wait_for(stopped)
-    finally:
-        sla.exit()
-        await run
     records = await read_records(bootstrap, topics.sla.name, expected=4)
     events = [decode_event(r.value) for r in records]
     started, paused, resumed, stop = events
@@ -124,19 +113,14 @@ async def test_ten_thousand_timers_due_in_one_second_fire_once_across_two_instan
     count = 10_000
     due_at = datetime.now(UTC) + timedelta(seconds=8)
     await _due_timers(database_url, count, due_at)
-    instances = [build_sla(sla_settings(infra, database_url, topics)) for _ in range(2)]
-    runs = [asyncio.create_task(sla.run()) for sla in instances]
-    try:
+    instances = [build_sla(settings_for(infra, database_url, topics)) for _ in range(2)]
+    async with running(*instances):
 
         async def all_fired() -> bool:
             sql = "SELECT count(*) FROM sla.timers WHERE fired_at IS NOT NULL"
             return await scalar(database_url, sql) == count
 
         await wait_for(all_fired, timeout=120, interval=0.5)
-    finally:
-        for sla in instances:
-            sla.exit()
-        await asyncio.gather(*runs)
     conn = await asyncpg.connect(database_url)
     try:
         first, last = await conn.fetchrow("SELECT min(fired_at), max(fired_at) FROM sla.timers")
@@ -210,16 +194,10 @@ async def test_a_pack_change_recomputes_open_clocks_only_when_the_pack_says_so(
     assert "target_hours: 24" in original
     pack_file = tmp_path / "hotel.yaml"
     pack_file.write_text(original + "\nopen_clocks_on_change: recompute\n", encoding="utf-8")
-    settings = ServiceSettings(
-        database_url=database_url,
-        kafka_bootstrap_servers=bootstrap,
-        complaints_topic_namespace=topics.namespace,
-        policy_packs_dir=tmp_path,
-    )
+    settings = settings_for(infra, database_url, topics, policy_packs_dir=tmp_path)
     now = datetime.now(UTC)
     sla = build_sla(settings)
-    run = asyncio.create_task(sla.run())
-    try:
+    async with running(sla):
         await produce(
             bootstrap,
             topics.intake.name,
@@ -250,9 +228,6 @@ async def test_a_pack_change_recomputes_open_clocks_only_when_the_pack_says_so(
             "AND kind = 'breach'",
         )
         assert pending == 1
-    finally:
-        sla.exit()
-        await run
     records = await read_records(bootstrap, topics.sla.name, expected=2)
     kinds = [json.loads(r.value)["event_type"] for r in records]
     assert kinds == ["ClockStarted", "ClockRecomputed"]
@@ -278,9 +253,8 @@ async def test_a_delivered_project_gets_its_visits_one_after_another(
         "delivered_at": delivered.isoformat(),
     }
     visited = {**case_event("ReturnVisitRecorded", "261122501", 3), "branch_id": "it-services-demo"}
-    sla = build_sla(sla_settings(infra, database_url, topics))
-    run = asyncio.create_task(sla.run())
-    try:
+    sla = build_sla(settings_for(infra, database_url, topics))
+    async with running(sla):
         await produce(bootstrap, topics.intake.name, [complaint, project])
 
         async def second_visit_planned() -> bool:
@@ -300,9 +274,6 @@ async def test_a_delivered_project_gets_its_visits_one_after_another(
             "SELECT count(*) FROM sla.clocks WHERE occurrence = 2 AND state = 'running'",
         )
         assert still_due == 1
-    finally:
-        sla.exit()
-        await run
     records = await read_records(bootstrap, topics.sla.name, expected=4)
     kinds = [json.loads(r.value)["event_type"] for r in records]
     assert kinds == ["ClockStarted", "ClockStarted", "ReturnVisitDue", "ClockStopped"]
