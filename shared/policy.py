@@ -19,12 +19,21 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import structlog
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from shared.calendars import Closure, HolidayCalendar, WorkingTime
 from shared.contracts.submissions import Channel, CustomerType, Region, Severity
 
 _SLUG = r"^[a-z][a-z0-9-]*$"
+_E164 = r"^\+[1-9][0-9]{6,14}$"
 
 
 class PolicyPackError(ValueError):
@@ -144,10 +153,15 @@ class Staff(_Model):
     available: bool = Field(
         default=True, description="False while away (leave, sickness): routing moves their cases."
     )
+    email: EmailStr | None = Field(default=None, description="Where e-mail notifications go.")
+    phone: str | None = Field(
+        default=None, pattern=_E164, description="Where SMS notifications go, in E.164 form."
+    )
+    language: Literal["zh", "en"] = Field(default="zh", description="Language of their messages.")
 
 
 class Match(_Model):
-    """What a routing rule matches; an empty list matches anything."""
+    """What a routing or notification rule matches; an empty list matches anything."""
 
     categories: tuple[str, ...] = ()
     severities: tuple[Severity, ...] = ()
@@ -157,6 +171,26 @@ class Match(_Model):
     keywords: tuple[str, ...] = Field(
         default=(), description="Any of these in the description or request (case-insensitive)."
     )
+
+    def matches(
+        self,
+        *,
+        category: str,
+        severity: Severity,
+        channel: Channel,
+        customer_type: CustomerType,
+        region: Region,
+        text: str,
+    ) -> bool:
+        folded = text.casefold()
+        return (
+            (not self.categories or category in self.categories)
+            and (not self.severities or severity in self.severities)
+            and (not self.channels or channel in self.channels)
+            and (not self.customer_types or customer_type in self.customer_types)
+            and (not self.regions or region in self.regions)
+            and (not self.keywords or any(k.casefold() in folded for k in self.keywords))
+        )
 
 
 class RoutingRule(_Model):
@@ -178,6 +212,12 @@ class Department(_Model):
     code: str = Field(pattern=_SLUG)
     name: Label
     head: str
+    webhook: str | None = Field(
+        default=None,
+        pattern=_SLUG,
+        description="Name of the department's chat-bot webhook; its URL comes from notify's "
+        "NOTIFY_WEBHOOK_URLS (or NOTIFY_WEBHOOK_BASE_URL/<name>).",
+    )
 
 
 class Category(_Model):
@@ -328,11 +368,20 @@ NOTIFICATION_TRIGGERS = frozenset(
         "ClockWarning",
         "ClockBreached",
         "ReturnVisitDue",
+        "EscalationRaised",
     }
 )
 # Recipients by part: besides staff ids and department codes.
 NOTIFICATION_ROLES = frozenset(
-    {"customer", "assignee", "previous_assignee", "owner", "supervisor", "also_notify"}
+    {
+        "customer",
+        "assignee",
+        "previous_assignee",
+        "owner",
+        "supervisor",
+        "also_notify",
+        "escalated_to",
+    }
 )
 
 
@@ -345,7 +394,8 @@ class NotificationRule(_Model):
     to: tuple[str, ...] = Field(
         min_length=1,
         description="customer, assignee, previous_assignee, owner, supervisor, also_notify, "
-        "or staff ids and department codes.",
+        "escalated_to (an EscalationRaised rung), or staff ids and department codes "
+        "(a department means its head, or its webhook on the webhook channel).",
     )
     channels: tuple[Literal["email", "sms", "webhook"], ...] = Field(min_length=1)
     template: str = Field(pattern=_SLUG)
@@ -359,6 +409,14 @@ class NotificationRule(_Model):
                 f"unknown event {value!r}; known: {', '.join(sorted(NOTIFICATION_TRIGGERS))}"
             )
         return value
+
+
+class QuietHours(_Model):
+    """No SMS to customers in these local hours unless the case is urgent; they wait."""
+
+    start: time = time(21, 0)
+    end: time = time(8, 0)
+    seed: str = "platform default"
 
 
 class PolicyPack(_Model):
@@ -380,6 +438,7 @@ class PolicyPack(_Model):
     )
     escalation: Escalation | None = None
     notifications: tuple[NotificationRule, ...] = ()
+    quiet_hours: QuietHours = QuietHours()
     version: str = Field(default="", description="Set by the loader: hash of the file.")
     holiday_calendars: dict[str, HolidayCalendar] = Field(
         default={}, description="Set by the loader from policy-packs/calendars/."
@@ -432,6 +491,12 @@ class PolicyPack(_Model):
                     raise ValueError(
                         f"notification rule {notification.id}: unknown recipient {target!r}"
                     )
+                if target not in NOTIFICATION_ROLES:
+                    self._check_reachable(notification, target, staff)
+            if "webhook" in notification.channels and "customer" in notification.to:
+                raise ValueError(
+                    f"notification rule {notification.id}: customers have no webhook channel"
+                )
         for clock in self.clocks:
             if clock.calendar is not None and clock.calendar not in calendars:
                 raise ValueError(f"clock rule {clock.id}: unknown calendar {clock.calendar!r}")
@@ -465,6 +530,22 @@ class PolicyPack(_Model):
             if len(set(codes)) != len(codes):
                 raise ValueError(f"{field}: duplicate ids")
         return self
+
+    def _check_reachable(
+        self, rule: NotificationRule, target: str, staff: dict[str, Staff]
+    ) -> None:
+        """A named recipient must have an address on every channel the rule uses."""
+        member = staff.get(target) or staff[self.department(target).head]
+        department = self.department(member.department if target in staff else target)
+        missing = {
+            "email": ("e-mail address", member.email is None),
+            "sms": ("phone", member.phone is None),
+            "webhook": ("department webhook", department.webhook is None),
+        }
+        for channel in rule.channels:
+            address, absent = missing[channel]
+            if absent:
+                raise ValueError(f"notification rule {rule.id}: {target} has no {address}")
 
     def category(self, code: str) -> Category | None:
         return next((c for c in self.categories if c.code == code), None)

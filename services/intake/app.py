@@ -11,12 +11,13 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import structlog
 from fastapi import Body, FastAPI, Header, HTTPException, Request, status
 from fastapi import Path as PathParam
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
+from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from services.intake.api import (
     SUBMISSION_EXAMPLE,
@@ -84,6 +85,34 @@ SUBSCRIBES_TO = ("submitted", "routing")
 MAX_BODY_BYTES = 64 * 1024
 
 log = structlog.get_logger("intake")
+
+_SURVEY_PAGE = Environment(
+    loader=FileSystemLoader(Path(__file__).parent), autoescape=select_autoescape(["j2"])
+).get_template("survey.html.j2")
+SURVEY_TEXT = {
+    "zh": {
+        "title": "满意度评价",
+        "intro": "请为我们对您投诉的处理打分（5 分最满意）。投诉编号：",
+        "quality": "处理结果",
+        "attitude": "服务态度",
+        "speed": "处理速度",
+        "comment": "意见或建议（可选）",
+        "submit": "提交",
+        "thanks": "谢谢您的评价！",
+        "failed": "提交未成功，请稍后再试或致电客服。",
+    },
+    "en": {
+        "title": "How did we do?",
+        "intro": "Please rate how we handled your complaint (5 is best). Complaint number:",
+        "quality": "The outcome",
+        "attitude": "Our attitude",
+        "speed": "Our speed",
+        "comment": "Comments (optional)",
+        "submit": "Send",
+        "thanks": "Thank you for your feedback!",
+        "failed": "That did not go through; please try again later or call us.",
+    },
+}
 
 ComplaintNo = Annotated[str, PathParam(pattern=r"^\d{9,}$", examples=["261122001"])]
 CorrelationId = Annotated[str | None, Header(max_length=100)]
@@ -334,6 +363,23 @@ def build_app(settings: IntakeSettings) -> FastAPI:
             staff_only=False,
         )
         return _applied(result)
+
+    @app.get("/survey/{complaint_no}", response_class=HTMLResponse, include_in_schema=False)
+    async def survey_page(
+        complaint_no: ComplaintNo, token: str = "", lang: Literal["zh", "en"] = "zh"
+    ) -> HTMLResponse:
+        """The page the satisfaction-survey link in a customer's message opens; it posts
+        to the feedback endpoint above."""
+        if not holder.get().check_feedback_token(complaint_no, token):
+            raise HTTPException(status.HTTP_403_FORBIDDEN, "the survey link is not valid")
+        page = _SURVEY_PAGE.render(
+            lang=lang,
+            t=SURVEY_TEXT[lang],
+            complaint_no=complaint_no,
+            token=token,
+            feedback_path=f"/v1/complaints/{complaint_no}/feedback",
+        )
+        return HTMLResponse(page)
 
     return app
 

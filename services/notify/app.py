@@ -1,128 +1,151 @@
-"""Notify: the customer-service voice. Tells customers their complaint was received.
+"""Notify: the customer-service voice, and the staff's alarm.
 
-A notification is recorded (status ``sending``) and committed before anything
-is sent; the send's outcome is then recorded with its event in one transaction.
-A redelivered event finds its notification key taken and sends nothing.
+Consumes intake's, routing's and sla's events; the pack's rules say who hears what
+(planning.py), each message is rendered and queued in the transaction that consumes
+the event, and the delivery worker (delivery.py) sends it exactly once in effect.
 """
 
 from __future__ import annotations
 
-import asyncio
-import uuid
-from datetime import UTC, datetime
-from email.message import EmailMessage
-from email.utils import make_msgid
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
-from typing import Any
-from zoneinfo import ZoneInfo
 
 import structlog
 from faststream import FastStream
 
-from services.notify import store
-from services.notify.email import TRANSIENT_SMTP_ERRORS, EmailSender, SmtpSender
+from services.notify.channels.aliyun import AliyunSmsProvider
+from services.notify.channels.base import SmsProvider
+from services.notify.channels.email import SmtpSender
+from services.notify.channels.gateway import DEFAULT_BODY_TEMPLATE, GatewaySmsProvider
+from services.notify.channels.twilio import TwilioSmsProvider
+from services.notify.channels.webhook import WebhookSender
+from services.notify.delivery import Channels, DeliveryWorker
+from services.notify.planning import RELEVANT, Planner
 from services.notify.settings import NotifySettings
-from services.notify.templates import render
+from services.notify.templates import LANGUAGES, Templates
 from shared.consumer import subscribe_events
 from shared.consumer_app import PoolHolder, consumer_app, new_broker
-from shared.contracts import ComplaintReceived, Event, NotificationFailed, NotificationSent
+from shared.contracts import Event
 from shared.inbox import first_delivery
 from shared.logging import configure_logging
-from shared.outbox import enqueue
-from shared.policy import LivePacks
-from shared.redact import mask_email
+from shared.policy import LivePacks, PackRegistry
 from shared.topics import Topics
 
 SCHEMA = "notify"
 MIGRATIONS = Path(__file__).parent / "migrations"
 PUBLISHES = ("notify",)
-SUBSCRIBES_TO = ("intake",)
-ACKNOWLEDGEMENT = "acknowledgement"
+SUBSCRIBES_TO = ("intake", "routing", "sla")
 
 log = structlog.get_logger("notify")
 
 
-def notification_key(source_event_id: uuid.UUID, recipient: str, template: str) -> str:
-    return f"{source_event_id}/{recipient.lower()}/{template}"
+def sms_provider(settings: NotifySettings) -> SmsProvider:
+    if settings.sms_provider == "aliyun":
+        return AliyunSmsProvider(
+            endpoint=settings.aliyun_sms_endpoint,
+            access_key_id=settings.aliyun_access_key_id,
+            access_key_secret=settings.aliyun_access_key_secret.get_secret_value(),
+            sign_name=settings.aliyun_sign_name,
+            template_codes=settings.aliyun_template_codes,
+            timeout=settings.sms_timeout,
+        )
+    if settings.sms_provider == "twilio":
+        return TwilioSmsProvider(
+            account_sid=settings.twilio_account_sid,
+            auth_token=settings.twilio_auth_token.get_secret_value(),
+            from_number=settings.twilio_from,
+            messaging_service_sid=settings.twilio_messaging_service_sid,
+            api_base=settings.twilio_api_base,
+            timeout=settings.sms_timeout,
+        )
+    auth = settings.sms_gateway_auth_value
+    return GatewaySmsProvider(
+        settings.sms_gateway_url,
+        auth_header=settings.sms_gateway_auth_header,
+        auth_value=auth.get_secret_value() if auth else None,
+        body_template=settings.sms_gateway_body_template or DEFAULT_BODY_TEMPLATE,
+        idempotency_header=settings.sms_gateway_idempotency_header,
+        id_key=settings.sms_gateway_id_field,
+        timeout=settings.sms_timeout,
+    )
 
 
-def build_app(settings: NotifySettings, sender: EmailSender | None = None) -> FastStream:
+def check_templates(registry: PackRegistry, templates: Templates) -> None:
+    """Every rule's template, in every language, with the blocks its channels need: a
+    missing one is found at start-up and on reload, not when a customer is waiting."""
+    for pack in registry.packs.values():
+        for rule in pack.notifications:
+            for language in LANGUAGES:
+                templates.check(pack.pack, rule.template, language, sms="sms" in rule.channels)
+
+
+def build_app(settings: NotifySettings) -> FastStream:
     configure_logging("notify", settings.log_level)
     packs = LivePacks(settings.policy_packs_dir)
-    mailer: EmailSender = sender or SmtpSender(settings)
+    templates = Templates(settings.policy_packs_dir / "templates")
+    check_templates(packs.current, templates)
     topics = Topics.in_namespace(settings.complaints_topic_namespace)
+    planner = Planner(packs, templates, settings, topics.notify.name)
     holder = PoolHolder()
     broker = new_broker(settings, "notify")
 
-    async def send_with_retries(message: EmailMessage) -> tuple[int, str | None]:
-        """Attempts made, and the last error if every attempt failed."""
-        error: str | None = None
-        for attempt in range(1, settings.send_attempts + 1):
-            try:
-                await mailer.send(message)
-                return attempt, None
-            except TRANSIENT_SMTP_ERRORS as exc:
-                error = f"{type(exc).__name__}: {exc}"
-                log.warning("e-mail send failed", attempt=attempt, error=error)
-                await asyncio.sleep(0.5 * 2 ** (attempt - 1))
-        return settings.send_attempts, error
-
-    async def on_intake_event(event: Event) -> None:
-        if not isinstance(event, ComplaintReceived) or event.customer.email is None:
+    async def on_event(event: Event) -> None:
+        if event.event_type not in RELEVANT:
             return
-        recipient = str(event.customer.email)
-        language = event.customer.language.value
-        key = notification_key(event.event_id, recipient, ACKNOWLEDGEMENT)
-        notification_id = uuid.uuid5(uuid.NAMESPACE_URL, key)
-        masked = mask_email(recipient)
-        about: dict[str, Any] = {
-            "notification_id": notification_id,
-            "channel": "email",
-            "recipient_masked": masked,
-            "template": ACKNOWLEDGEMENT,
-        }
         async with holder.pool.acquire() as conn, conn.transaction():
-            if not await first_delivery(conn, event) or not await store.record_pending(
-                conn,
-                notification_id=notification_id,
-                key=key,
-                complaint_no=event.complaint_no,
-                recipient_masked=masked,
-                template=ACKNOWLEDGEMENT,
-                language=language,
-            ):
+            if not await first_delivery(conn, event):
                 return
-        found = packs.current.for_branch(event.branch_id)
-        timezone = ZoneInfo(found[1].timezone if found else "Asia/Shanghai")
-        rendered = render(
-            ACKNOWLEDGEMENT,
-            language,
-            complaint_no=event.complaint_no,
-            customer_name=event.customer.name,
-            received_local=event.received_at.astimezone(timezone).strftime("%Y-%m-%d %H:%M"),
+            queued = await planner.consume(conn, event)
+        if queued:
+            log.info("notifications queued", count=queued, event_type=event.event_type)
+
+    async def templates_still_complete(registry: PackRegistry) -> None:
+        try:
+            check_templates(registry, templates)
+        except LookupError as exc:
+            log.error("a reloaded pack names a template that does not exist", error=str(exc))
+
+    @asynccontextmanager
+    async def delivering() -> AsyncIterator[None]:
+        email = SmtpSender(
+            host=settings.smtp_host,
+            port=settings.smtp_port,
+            start_tls=settings.smtp_starttls,
+            username=settings.smtp_username,
+            password=(
+                settings.smtp_password.get_secret_value() if settings.smtp_password else None
+            ),
+            timeout=settings.smtp_timeout,
         )
-        message = EmailMessage()
-        message["From"] = settings.mail_from
-        message["To"] = recipient
-        message["Subject"] = rendered.subject
-        message["Message-ID"] = make_msgid(idstring=str(notification_id), domain="complaints.local")
-        message["X-Complaint-No"] = event.complaint_no
-        message.set_content(rendered.body)
+        sms = sms_provider(settings)
+        webhook = WebhookSender(
+            secret=settings.webhook_signing_secret.get_secret_value(),
+            timeout=settings.webhook_timeout,
+        )
 
-        attempts, error = await send_with_retries(message)
-        async with holder.pool.acquire() as conn, conn.transaction():
-            outcome: NotificationSent | NotificationFailed
-            if error is None:
-                outcome = NotificationSent.caused_by(
-                    event, producer="notify", **about, language=language, sent_at=datetime.now(UTC)
-                )
-            else:
-                outcome = NotificationFailed.caused_by(
-                    event, producer="notify", **about, reason=error, attempts=attempts
-                )
-            await store.record_outcome(conn, notification_id, attempts=attempts, error=error)
-            await enqueue(conn, topics.notify.name, outcome)
-        log.info("acknowledgement " + ("sent" if error is None else "failed"), attempts=attempts)
+        def webhook_url(name: str) -> str:
+            return settings.webhook_urls.get(name) or f"{settings.webhook_base_url}/{name}"
 
-    subscribe_events(broker, [topics.intake], group_id="notify", handle=on_intake_event)
-    return consumer_app(broker, settings, SCHEMA, MIGRATIONS, holder, with_relay=True, packs=packs)
+        channels = Channels(email=email, sms=sms, webhook=webhook, webhook_url=webhook_url)
+        worker = DeliveryWorker(holder.pool, settings, channels, topics.notify.name)
+        async with AsyncExitStack() as stack:
+            stack.push_async_callback(sms.aclose)
+            stack.push_async_callback(webhook.aclose)
+            await stack.enter_async_context(worker.running())
+            yield
+
+    packs.on_reload(templates_still_complete)
+    subscribe_events(
+        broker, [topics.intake, topics.routing, topics.sla], group_id="notify", handle=on_event
+    )
+    return consumer_app(
+        broker,
+        settings,
+        SCHEMA,
+        MIGRATIONS,
+        holder,
+        with_relay=True,
+        packs=packs,
+        background=delivering,
+    )

@@ -49,15 +49,13 @@ class Decision:
 
 
 def matches(rule: RoutingRule, complaint: RoutingInput) -> bool:
-    when = rule.when
-    text = complaint.text.casefold()
-    return (
-        (not when.categories or complaint.category in when.categories)
-        and (not when.severities or complaint.severity in when.severities)
-        and (not when.channels or complaint.channel in when.channels)
-        and (not when.customer_types or complaint.customer_type in when.customer_types)
-        and (not when.regions or complaint.region in when.regions)
-        and (not when.keywords or any(k.casefold() in text for k in when.keywords))
+    return rule.when.matches(
+        category=complaint.category,
+        severity=complaint.severity,
+        channel=complaint.channel,
+        customer_type=complaint.customer_type,
+        region=complaint.region,
+        text=complaint.text,
     )
 
 

@@ -7,16 +7,15 @@ of the pack's calendar (lunch breaks, weekends, public holidays and 调休 inclu
 
 from __future__ import annotations
 
-import calendar
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from zoneinfo import ZoneInfo
 
 from shared.calendars import WorkingTime
 from shared.contracts.submissions import CustomerType, Region, Severity
-from shared.policy import ClockRule, EscalationLevel, PolicyPack, Recurrence
+from shared.deadlines import first_due, occurrence_due
+from shared.policy import EscalationLevel, PolicyPack, Recurrence
 
 _CLOCK_NAMESPACE = uuid.UUID("6f1d8f64-3c2b-4a53-9a55-0c6d3f7b1e21")
 
@@ -55,44 +54,6 @@ def clock_id(complaint_no: str, clock: str, round_no: int = 1, occurrence: int =
     return uuid.uuid5(_CLOCK_NAMESPACE, f"{complaint_no}/{clock}{suffix}{visit}")
 
 
-def add_months(moment: datetime, months: int, timezone: str) -> datetime:
-    """The same wall-clock time ``months`` later in ``timezone``; the 31st becomes the
-    month's last day where the month is shorter."""
-    local = moment.astimezone(ZoneInfo(timezone))
-    index = local.month - 1 + months
-    year, month = local.year + index // 12, index % 12 + 1
-    day = min(local.day, calendar.monthrange(year, month)[1])
-    return local.replace(year=year, month=month, day=day).astimezone(moment.tzinfo)
-
-
-def occurrence_due(
-    start: datetime, recurrence: tuple[Recurrence, ...], occurrence: int, timezone: str
-) -> datetime:
-    """When the ``occurrence``-th visit (1, 2, …) of a recurring schedule falls due."""
-    months, remaining = 0, occurrence
-    for phase in recurrence:
-        in_phase = (
-            phase.for_months // phase.every_months if phase.for_months is not None else remaining
-        )
-        step = min(remaining, in_phase)
-        months += step * phase.every_months
-        remaining -= step
-        if remaining == 0:
-            return add_months(start, months, timezone)
-    return add_months(start, months, timezone)
-
-
-def _due(rule: ClockRule, started_at: datetime, time: WorkingTime) -> datetime:
-    if rule.recurrence:
-        return occurrence_due(started_at, rule.recurrence, 1, time.timezone)
-    if rule.target_hours is not None:
-        return started_at + timedelta(hours=rule.target_hours)
-    if rule.working_hours is not None:
-        return time.add(started_at, timedelta(hours=rule.working_hours))
-    assert rule.working_days is not None
-    return time.end_of_working_day(started_at, rule.working_days)
-
-
 def plan_clocks(
     pack: PolicyPack,
     facts: ComplaintFacts,
@@ -109,7 +70,7 @@ def plan_clocks(
         if not rule.matches(facts.category, facts.customer_type, facts.severity, facts.region):
             continue
         time = pack.working_time(rule.calendar)
-        due = _due(rule, started_at, time)
+        due = first_due(rule, started_at, time)
         target = time.between(started_at, due) if rule.working else due - started_at
         occurrence = 1 if rule.recurrence else 0
         planned[rule.clock] = PlannedClock(

@@ -5,7 +5,7 @@ Consumers depend on these modules, never on another service's code.
 
 from pydantic import BaseModel
 
-from shared.contracts import intake, sla
+from shared.contracts import intake, notify, sla
 from shared.contracts.base import (
     Event,
     RejectedMessageError,
@@ -15,7 +15,14 @@ from shared.contracts.base import (
     registered_event_types,
 )
 from shared.contracts.intake import CaseEvent, CaseStatus, ComplaintReceived
-from shared.contracts.notify import NotificationFailed, NotificationSent
+from shared.contracts.notify import (
+    NotificationDelivered,
+    NotificationEvent,
+    NotificationFailed,
+    NotificationQueued,
+    NotificationSent,
+    NotificationUnconfirmed,
+)
 from shared.contracts.routing import ComplaintAssigned
 from shared.contracts.sla import (
     ClockBreached,
@@ -42,7 +49,9 @@ MESSAGES_BY_TOPIC_ROLE: dict[str, tuple[type[BaseModel], ...]] = {
     "sla": tuple(
         model for model in registered_event_types().values() if model.__module__ == sla.__name__
     ),
-    "notify": (NotificationSent, NotificationFailed),
+    "notify": tuple(
+        model for model in registered_event_types().values() if model.__module__ == notify.__name__
+    ),
 }
 
 __all__ = [
@@ -61,8 +70,12 @@ __all__ = [
     "ComplaintReceived",
     "EscalationRaised",
     "Event",
+    "NotificationDelivered",
+    "NotificationEvent",
     "NotificationFailed",
+    "NotificationQueued",
     "NotificationSent",
+    "NotificationUnconfirmed",
     "RejectedMessageError",
     "ReturnVisitDue",
     "SubmissionAccepted",

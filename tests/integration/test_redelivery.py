@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from email.message import EmailMessage
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
@@ -18,15 +17,10 @@ from shared.settings import ServiceSettings
 from shared.topics import Topics
 from tests.contracts.golden import golden_samples
 from tests.support.infra import Infra
+from tests.support.intake import wait_for
 from tests.support.kafka import read_records
-
-
-class RecordingSender:
-    def __init__(self) -> None:
-        self.sent: list[EmailMessage] = []
-
-    async def send(self, message: EmailMessage) -> None:
-        self.sent.append(message)
+from tests.support.services import running
+from tests.support.sinks import mail_sink
 
 
 async def _counts(database_url: str) -> dict[str, int]:
@@ -37,6 +31,7 @@ async def _counts(database_url: str) -> dict[str, int]:
             "routing_outbox": "SELECT count(*) FROM routing.outbox",
             "clocks": "SELECT count(*) FROM sla.clocks",
             "sla_outbox": "SELECT count(*) FROM sla.outbox",
+            "notifications": "SELECT count(*) FROM notify.notifications",
             "notifications_sent": "SELECT count(*) FROM notify.notifications WHERE status = 'sent'",
             "notify_outbox": "SELECT count(*) FROM notify.outbox",
         }
@@ -59,46 +54,55 @@ async def test_a_redelivered_complaint_is_assigned_clocked_and_acknowledged_once
         "kafka_bootstrap_servers": infra.kafka_bootstrap_servers,
         "complaints_topic_namespace": topics.namespace,
     }
-    sender = RecordingSender()
-    apps = [
-        build_routing(ServiceSettings(**common)),
-        build_sla(ServiceSettings(**common)),
-        build_notify(NotifySettings(**common), sender=sender),
-    ]
-    runs = [asyncio.create_task(app.run()) for app in apps]
     complaint_no = f"2611229{uuid.uuid4().int % 10**5:05d}"
-    event = {**golden_samples()["ComplaintReceived"], "complaint_no": complaint_no}
+    customer = {**golden_samples()["ComplaintReceived"]["customer"], "phone": None}
+    event = {
+        **golden_samples()["ComplaintReceived"],
+        "complaint_no": complaint_no,
+        "customer": customer,
+    }
     raw = json.dumps(event).encode()
     producer = AIOKafkaProducer(bootstrap_servers=infra.kafka_bootstrap_servers)
-    await producer.start()
-    once = {
-        "assignments": 1,
-        "routing_outbox": 1,
-        "clocks": 1,
-        "sla_outbox": 1,
-        "notifications_sent": 1,
-        "notify_outbox": 1,
-    }
-    try:
-        for _ in range(3):
-            await producer.send_and_wait(topics.intake.name, raw, key=complaint_no.encode())
-        for _ in range(150):
-            if await _counts(database_url) == once:
-                break
-            await asyncio.sleep(0.2)
-        # A late redelivery, after the effects are committed, changes nothing either.
-        await producer.send_and_wait(topics.intake.name, raw, key=complaint_no.encode())
-        await asyncio.sleep(3)
-        assert await _counts(database_url) == once
-        assert len(sender.sent) == 1
-        assert complaint_no in sender.sent[0]["Subject"]
-        # Duplicates were skipped by the inbox, not rejected by a constraint and dead-lettered.
-        dead = await read_records(
-            infra.kafka_bootstrap_servers, topics.intake.dead_letter, expected=0, timeout=1
-        )
-        assert [r for r in dead if r.key == complaint_no.encode()] == []
-    finally:
-        await producer.stop()
-        for app in apps:
-            app.exit()
-        await asyncio.gather(*runs)
+    async with mail_sink() as mail:
+        apps = [
+            build_routing(ServiceSettings(**common)),
+            build_sla(ServiceSettings(**common)),
+            build_notify(NotifySettings(**common, smtp_port=mail.port, poll_seconds=0.1)),
+        ]
+        await producer.start()
+        try:
+            async with running(*apps):
+                for _ in range(3):
+                    await producer.send_and_wait(topics.intake.name, raw, key=complaint_no.encode())
+                await wait_for(lambda: _settled(database_url), timeout=30)
+                settled = await _counts(database_url)
+                # A late redelivery, after the effects are committed, changes nothing either.
+                await producer.send_and_wait(topics.intake.name, raw, key=complaint_no.encode())
+                await asyncio.sleep(3)
+                assert await _counts(database_url) == settled
+        finally:
+            await producer.stop()
+    assert {k: settled[k] for k in ONCE} == ONCE
+    # The customer's acknowledgement went once; every e-mail went once.
+    to_customer = mail.to(str(customer["email"]))
+    assert len(to_customer) == 1
+    assert complaint_no in str(to_customer[0]["Subject"])
+    assert len(mail.messages) == settled["notifications_sent"]
+    assert len({m["Message-ID"] for m in mail.messages}) == len(mail.messages)
+    # Duplicates were skipped by the inbox, not rejected by a constraint and dead-lettered.
+    dead = await read_records(
+        infra.kafka_bootstrap_servers, topics.intake.dead_letter, expected=0, timeout=1
+    )
+    assert [r for r in dead if r.key == complaint_no.encode()] == []
+
+
+ONCE = {"assignments": 1, "routing_outbox": 1, "clocks": 1, "sla_outbox": 1}
+
+
+async def _settled(database_url: str) -> bool:
+    counts = await _counts(database_url)
+    return (
+        all(counts[k] == v for k, v in ONCE.items())
+        and counts["notifications"] > 0
+        and counts["notifications_sent"] == counts["notifications"]
+    )

@@ -13,9 +13,9 @@ import asyncpg
 
 from services.sla.app import MIGRATIONS
 from services.sla.app import build_app as build_sla
-from services.sla.domain import add_months
 from shared.contracts import ClockPaused, ClockResumed, ClockStarted, ClockStopped, decode_event
 from shared.db import apply_migrations
+from shared.deadlines import add_months
 from shared.settings import REPO_ROOT
 from shared.topics import Topics
 from tests.integration.test_routing import case_event, produce, received

@@ -95,7 +95,8 @@ def test_compensation_goes_to_the_rung_allowed_to_approve_it() -> None:
 def test_a_delivered_project_is_visited_monthly_for_a_year_then_quarterly() -> None:
     from zoneinfo import ZoneInfo
 
-    from services.sla.domain import next_visit, occurrence_due, occurrences_in
+    from services.sla.domain import next_visit, occurrences_in
+    from shared.deadlines import occurrence_due
     from shared.policy import Recurrence
     from tests.unit.packs.routing_cases import pack_named
 

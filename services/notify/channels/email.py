@@ -1,0 +1,81 @@
+"""E-mail through SMTP, in two steps so that a crash leaves a clear trail.
+
+SMTP cannot be asked afterwards whether it took a message (RFC 1047): once the data
+has gone, a lost reply leaves the outcome unknown. So the sender calls
+``before_data`` (which records the hand-over) after the server has accepted sender and
+recipient and before the message data goes. A send interrupted before that point
+certainly delivered nothing and may be retried; one interrupted after it is reported
+unconfirmed rather than sent twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from email.message import EmailMessage
+from email.utils import parseaddr
+
+import aiosmtplib
+
+from services.notify.channels.base import NotSentError, OutcomeUnknownError, RejectedError
+
+_NOT_CONNECTED = (aiosmtplib.SMTPConnectError, aiosmtplib.SMTPServerDisconnected, OSError)
+
+
+class SmtpSender:
+    name = "smtp"
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        start_tls: bool,
+        username: str | None,
+        password: str | None,
+        timeout: float,
+    ) -> None:
+        self._host = host
+        self._port = port
+        self._start_tls = start_tls
+        self._username = username
+        self._password = password
+        self._timeout = timeout
+
+    async def send(self, message: EmailMessage, before_data: Callable[[], Awaitable[None]]) -> str:
+        """Deliver ``message`` to the server; its Message-ID."""
+        client = aiosmtplib.SMTP(
+            hostname=self._host,
+            port=self._port,
+            start_tls=self._start_tls,
+            username=self._username,
+            password=self._password,
+            timeout=self._timeout,
+        )
+        recipients = [str(message["To"])]
+        try:
+            await client.connect()
+            await client.mail(parseaddr(str(message["From"]))[1])
+            for recipient in recipients:
+                await client.rcpt(recipient)
+        except aiosmtplib.SMTPResponseException as exc:
+            raise _refusal(exc) from exc
+        except (*_NOT_CONNECTED, aiosmtplib.SMTPException) as exc:
+            raise NotSentError(f"{type(exc).__name__}: {exc}") from exc
+        await before_data()
+        try:
+            await client.data(message.as_bytes())
+        except aiosmtplib.SMTPResponseException as exc:
+            # A reply to the data is the server's answer: it refused the message.
+            raise _refusal(exc) from exc
+        except (*_NOT_CONNECTED, aiosmtplib.SMTPException) as exc:
+            raise OutcomeUnknownError(f"{type(exc).__name__} after the data was sent") from exc
+        try:
+            await client.quit()
+        except (*_NOT_CONNECTED, aiosmtplib.SMTPException):
+            client.close()  # the message is taken; a lost goodbye changes nothing
+        return str(message["Message-ID"])
+
+
+def _refusal(exc: aiosmtplib.SMTPResponseException) -> NotSentError | RejectedError:
+    text = f"{exc.code} {exc.message}"
+    return NotSentError(text) if 400 <= exc.code < 500 else RejectedError(text)

@@ -1,0 +1,419 @@
+"""Notify against the real broker and database, a real SMTP server and the fake SMS
+providers: the right message to the right person, in their language, exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from services.notify.app import build_app
+from services.notify.settings import NotifySettings
+from shared.contracts import Event, decode_event
+from shared.policy import load_packs
+from shared.topics import Topics
+from tests.contracts.golden import golden_samples
+from tests.support.infra import Infra
+from tests.support.intake import wait_for
+from tests.support.kafka import read_records
+from tests.support.processes import REPO
+from tests.support.services import running
+from tests.support.sinks import MailSink, SmsSink, mail_sink, sms_sink
+from tests.support.tcp_proxy import TcpProxy
+
+PACKS = load_packs(REPO / "policy-packs")
+
+
+def notify_settings(
+    infra: Infra, database_url: str, topics: Topics, mail: MailSink, sms: SmsSink, **extra: Any
+) -> NotifySettings:
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "kafka_bootstrap_servers": infra.kafka_bootstrap_servers,
+        "complaints_topic_namespace": topics.namespace,
+        "smtp_port": mail.port,
+        "sms_gateway_url": f"{sms.url}/gateway/send",
+        "aliyun_sms_endpoint": f"{sms.url}/",
+        "twilio_api_base": sms.url,
+        "twilio_from": "+15005550006",
+        "webhook_base_url": f"{sms.url}/webhooks",
+        "survey_base_url": "https://complaints.example/intake",
+        "poll_seconds": 0.1,
+        "lease_seconds": 3.0,
+        "reconcile_after_seconds": 0.3,
+        "retry_base_seconds": 0.2,
+        "retry_cap_seconds": 2.0,
+        "status_check_seconds": 0.3,
+        "sms_timeout": 1.0,
+        "webhook_timeout": 1.0,
+        "smtp_timeout": 2.0,
+        **extra,
+    }
+    return NotifySettings(**values)
+
+
+@asynccontextmanager
+async def sinks(tmp_path: Path) -> AsyncIterator[tuple[MailSink, SmsSink]]:
+    async with mail_sink() as mail, sms_sink(tmp_path / "sms") as sms:
+        yield mail, sms
+
+
+class Publisher:
+    def __init__(self, producer: AIOKafkaProducer, topics: Topics) -> None:
+        self._producer = producer
+        self._topics = topics
+
+    async def publish(self, role: str, event: Event) -> None:
+        topic = getattr(self._topics, role).name
+        await self._producer.send_and_wait(
+            topic, event.model_dump_json().encode(), key=event.complaint_no.encode()
+        )
+
+
+@asynccontextmanager
+async def publisher(infra: Infra, topics: Topics) -> AsyncIterator[Publisher]:
+    producer = AIOKafkaProducer(bootstrap_servers=infra.kafka_bootstrap_servers, acks="all")
+    await producer.start()
+    try:
+        yield Publisher(producer, topics)
+    finally:
+        await producer.stop()
+
+
+def event_of(event_type: str, complaint_no: str, branch_id: str, **fields: Any) -> Event:
+    sample = golden_samples()[event_type]
+    document = {
+        **sample,
+        "event_id": str(uuid.uuid4()),
+        "occurred_at": datetime.now(UTC).isoformat(),
+        "complaint_no": complaint_no,
+        "branch_id": branch_id,
+        **fields,
+    }
+    event = decode_event(json.dumps(document, default=str).encode())
+    assert event is not None
+    return event
+
+
+def new_complaint_no() -> str:
+    return f"26112{uuid.uuid4().int % 10**4:04d}"
+
+
+async def statuses(database_url: str, complaint_no: str) -> dict[str, int]:
+    conn = await asyncpg.connect(database_url)
+    try:
+        rows = await conn.fetch(
+            """SELECT status, count(*) AS n FROM notify.notifications
+               WHERE complaint_no = $1 GROUP BY status""",
+            complaint_no,
+        )
+    finally:
+        await conn.close()
+    return {row["status"]: row["n"] for row in rows}
+
+
+def settled(
+    database_url: str, complaint_no: str, count: int
+) -> Callable[[], Coroutine[Any, Any, bool]]:
+    async def check() -> bool:
+        found = await statuses(database_url, complaint_no)
+        open_ = sum(n for s, n in found.items() if s in ("queued", "sending", "handing_over"))
+        return sum(found.values()) >= count and open_ == 0
+
+    return check
+
+
+@pytest.mark.parametrize("pack_name", sorted(PACKS.packs))
+async def test_each_packs_rules_reach_the_right_people_in_their_language(
+    infra: Infra, database_url: str, topics: Topics, tmp_path: Path, pack_name: str
+) -> None:
+    pack = PACKS.require(pack_name)
+    branch = pack.branches[0].id
+    category = pack.categories[0].code
+    staff = pack.staff[0]
+    complaint_no = new_complaint_no()
+    customer = {
+        **golden_samples()["ComplaintReceived"]["customer"],
+        "language": "en",
+        "email": f"customer-{complaint_no}@example.com",
+        "phone": "13800138000",
+    }
+    async with sinks(tmp_path) as (mail, sms), publisher(infra, topics) as kafka:
+        app = build_app(notify_settings(infra, database_url, topics, mail, sms))
+        async with running(app):
+            received = event_of(
+                "ComplaintReceived",
+                complaint_no,
+                branch,
+                pack=pack_name,
+                category=category,
+                severity="urgent",  # not held by quiet hours whatever the hour
+                customer=customer,
+            )
+            assigned = event_of(
+                "ComplaintAssigned",
+                complaint_no,
+                branch,
+                pack=pack_name,
+                department=staff.department,
+                assignee={"staff_id": staff.id, "name": staff.name},
+                previous_assignee=None,
+                also_notify=[],
+            )
+            decided = event_of("DecisionCommunicated", complaint_no, branch)
+            await kafka.publish("intake", received)
+            await kafka.publish("routing", assigned)
+            await kafka.publish("intake", decided)
+            await wait_for(lambda: _customer_heard(mail, complaint_no, 2), timeout=60)
+            await wait_for(settled(database_url, complaint_no, 3), timeout=60)
+
+        messages = mail.for_complaint(complaint_no)
+        to_customer = mail.to(customer["email"])
+        # The acknowledgement and the decision, in English, with the number and survey link.
+        assert len(to_customer) == 2, [m["Subject"] for m in to_customer]
+        bodies = [m.get_body(("plain",)).get_content() for m in to_customer]  # type: ignore[union-attr]
+        assert all(
+            complaint_no in m["Subject"] or complaint_no in b
+            for m, b in zip(to_customer, bodies, strict=True)
+        )
+        assert any("https://complaints.example/intake/survey/" in b for b in bodies)
+        assert not any(_has_cjk(str(m["Subject"])) for m in to_customer)
+        # The assignee heard of the assignment, in their own language.
+        if staff.email is not None and any(
+            r.event == "ComplaintAssigned" and "assignee" in r.to and "email" in r.channels
+            for r in pack.notifications
+        ):
+            assert mail.to(str(staff.email)), f"{staff.id} was not told of the assignment"
+        # Every e-mail was sent once: the sink's count equals notify's.
+        found = await statuses(database_url, complaint_no)
+        sent_email = await _count(database_url, complaint_no, "email")
+        assert len(messages) == sent_email
+        assert len({m["Message-ID"] for m in messages}) == len(messages)
+        assert found.get("failed", 0) == 0
+        # The customer's SMS went to the gateway in E.164, each once.
+        texts = [m for m in await sms.messages() if m.get("to") == "+8613800138000"]
+        sms_rows = await _count(database_url, complaint_no, "sms", customer=True)
+        assert (
+            len([t for t in texts if complaint_no in json.dumps(t, ensure_ascii=False)]) == sms_rows
+        )
+
+
+async def _customer_heard(mail: MailSink, complaint_no: str, count: int) -> bool:
+    return (
+        len([m for m in mail.for_complaint(complaint_no) if "customer-" in str(m["To"])]) >= count
+    )
+
+
+async def _count(
+    database_url: str, complaint_no: str, channel: str, *, customer: bool | None = None
+) -> int:
+    conn = await asyncpg.connect(database_url)
+    try:
+        return int(
+            await conn.fetchval(
+                """SELECT count(*) FROM notify.notifications
+                   WHERE complaint_no = $1 AND channel = $2 AND status IN ('sent', 'delivered')
+                     AND ($3::boolean IS NULL OR to_customer = $3)""",
+                complaint_no,
+                channel,
+                customer,
+            )
+        )
+    finally:
+        await conn.close()
+
+
+def _has_cjk(text: str) -> bool:
+    return any("\u4e00" <= c <= "\u9fff" for c in text)
+
+
+def aliyun_codes() -> dict[str, str]:
+    names = sorted({rule.template for pack in PACKS.packs.values() for rule in pack.notifications})
+    return {name: f"SMS_{200000 + index}" for index, name in enumerate(names)}
+
+
+async def publish_complaints(
+    kafka: Publisher, branch: str, numbers: list[str], severity: str = "urgent"
+) -> None:
+    for index, complaint_no in enumerate(numbers):
+        customer = {
+            **golden_samples()["ComplaintReceived"]["customer"],
+            "email": f"c{complaint_no}@example.com",
+            "phone": phone_of(complaint_no),
+        }
+        await kafka.publish(
+            "intake",
+            event_of(
+                "ComplaintReceived",
+                complaint_no,
+                branch,
+                severity=severity,
+                customer=customer,
+                sequence=1 + index % 1,
+            ),
+        )
+
+
+def phone_of(complaint_no: str) -> str:
+    return f"+86139{int(complaint_no) % 10**8:08d}"
+
+
+async def all_settled(database_url: str, numbers: list[str], per_complaint: int) -> bool:
+    conn = await asyncpg.connect(database_url)
+    try:
+        row = await conn.fetchrow(
+            """SELECT count(*) AS total,
+                      count(*) FILTER (WHERE status IN ('queued', 'sending', 'handing_over'))
+                          AS open
+               FROM notify.notifications WHERE complaint_no = ANY($1::text[])""",
+            numbers,
+        )
+    finally:
+        await conn.close()
+    assert row is not None
+    return bool(row["total"] >= per_complaint * len(numbers) and row["open"] == 0)
+
+
+def hotel_messages_per_complaint() -> int:
+    """An urgent hotel complaint with the customer's e-mail and phone: acknowledgement by
+    e-mail and SMS, and the front-office supervisor's e-mail."""
+    return 3
+
+
+@pytest.mark.parametrize("provider", ["gateway", "aliyun", "twilio"])
+async def test_provider_500s_timeouts_and_refusals_are_retried_and_never_doubled(
+    infra: Infra, database_url: str, topics: Topics, tmp_path: Path, provider: str
+) -> None:
+    numbers = [new_complaint_no() for _ in range(20)]
+    async with sinks(tmp_path) as (mail, sms), publisher(infra, topics) as kafka:
+        # The dangerous ones first: the provider takes the message but the answer is lost.
+        for mode, count in (("http500", 3), ("timeout", 3), ("http503", 2), ("http429", 2)):
+            await sms.fault(provider, mode, count)
+        mail.refuse_next = 3
+        settings = notify_settings(
+            infra,
+            database_url,
+            topics,
+            mail,
+            sms,
+            sms_provider=provider,
+            aliyun_template_codes=aliyun_codes(),
+        )
+        async with running(build_app(settings)):
+            await publish_complaints(kafka, "hotel-demo", numbers)
+            await wait_for(
+                lambda: all_settled(database_url, numbers, hotel_messages_per_complaint()),
+                timeout=90,
+            )
+        taken = await sms.messages(provider)
+        for complaint_no in numbers:
+            # Aliyun takes mainland numbers without +86: compare the 11 national digits.
+            to_phone = [m for m in taken if m["to"][-11:] == phone_of(complaint_no)[-11:]]
+            assert len(to_phone) == 1, (complaint_no, to_phone)
+            assert len(mail.to(f"c{complaint_no}@example.com")) == 1
+        assert len(mail.messages) == 2 * len(numbers)
+    found = await _status_totals(database_url)
+    assert set(found) <= {"sent", "delivered"}, found
+    assert sum(found.values()) == hotel_messages_per_complaint() * len(numbers)
+    # The faults were met: refused sends were tried again.
+    assert await _retried(database_url, "sms") >= 1
+    assert await _retried(database_url, "email") >= 1
+    # Each notification's life was published once: queued, then sent.
+    records = await read_records(
+        infra.kafka_bootstrap_servers,
+        topics.notify.name,
+        expected=2 * sum(found.values()),
+        timeout=30,
+    )
+    kinds: dict[tuple[str, str], int] = {}
+    for record in records:
+        document = json.loads(record.value)
+        key = (document["notification_id"], document["event_type"])
+        kinds[key] = kinds.get(key, 0) + 1
+    assert set(kinds.values()) == {1}
+    queued = {n for n, kind in kinds if kind == "NotificationQueued"}
+    sent = {n for n, kind in kinds if kind == "NotificationSent"}
+    assert len(queued) == sum(found.values())
+    assert sent == queued
+
+
+async def _retried(database_url: str, channel: str) -> int:
+    conn = await asyncpg.connect(database_url)
+    try:
+        return int(
+            await conn.fetchval(
+                "SELECT count(*) FROM notify.notifications WHERE channel = $1 AND attempts > 1",
+                channel,
+            )
+        )
+    finally:
+        await conn.close()
+
+
+async def _status_totals(database_url: str) -> dict[str, int]:
+    conn = await asyncpg.connect(database_url)
+    try:
+        rows = await conn.fetch(
+            "SELECT status, count(*) AS n FROM notify.notifications GROUP BY status"
+        )
+    finally:
+        await conn.close()
+    return {row["status"]: row["n"] for row in rows}
+
+
+async def test_a_provider_and_the_mail_server_down_for_a_minute_lose_and_double_nothing(
+    infra: Infra, database_url: str, topics: Topics, tmp_path: Path
+) -> None:
+    before, during = (
+        [new_complaint_no() for _ in range(10)],
+        [new_complaint_no() for _ in range(20)],
+    )
+    async with sinks(tmp_path) as (mail, sms), publisher(infra, topics) as kafka:
+        sms_port = int(sms.url.rsplit(":", 1)[1])
+        sms_proxy, smtp_proxy = TcpProxy("127.0.0.1", sms_port), TcpProxy("127.0.0.1", mail.port)
+        await sms_proxy.start()
+        await smtp_proxy.start()
+        settings = notify_settings(
+            infra,
+            database_url,
+            topics,
+            mail,
+            sms,
+            smtp_port=smtp_proxy.port,
+            sms_gateway_url=f"http://127.0.0.1:{sms_proxy.port}/gateway/send",
+            retry_cap_seconds=5.0,
+            send_attempts=60,
+        )
+        async with running(build_app(settings)):
+            await publish_complaints(kafka, "hotel-demo", before)
+            await wait_for(lambda: all_settled(database_url, before, 3), timeout=60)
+            await sms_proxy.cut()
+            await smtp_proxy.cut()
+            await publish_complaints(kafka, "hotel-demo", during)
+            await asyncio.sleep(60)
+            # Nothing of the outage's messages went, and nothing was given up on.
+            totals = await _status_totals(database_url)
+            assert totals.get("sent") == 30, totals
+            assert "dead" not in totals, totals
+            await sms_proxy.start()
+            await smtp_proxy.start()
+            await wait_for(lambda: all_settled(database_url, during, 3), timeout=90)
+        taken = await sms.messages("gateway")
+        for complaint_no in before + during:
+            assert len([m for m in taken if m["to"] == phone_of(complaint_no)]) == 1
+            assert len(mail.to(f"c{complaint_no}@example.com")) == 1
+        assert len(taken) == 30
+        assert len(mail.messages) == 60
+    found = await _status_totals(database_url)
+    assert found == {"sent": 90}, found
+    # The outage was met: the sends during it were tried many times, and waited.
+    assert await _retried(database_url, "sms") >= 20
