@@ -35,6 +35,8 @@ def main() -> int:
         f"  kafka      {env['KAFKA_BOOTSTRAP_SERVERS']}\n"
         f"  postgres   {env['DATABASE_URL']}\n"
         "  smtp sink  127.0.0.1:8025 -> .local/mail/\n"
+        "  sms sink   http://127.0.0.1:8026 (gateway, Aliyun, Twilio, webhooks) -> .local/sms/\n"
+        "  survey     http://127.0.0.1:8001/survey/{no}?token=… (the link in decisions)\n"
         "Ctrl-C stops everything.\n",
         flush=True,
     )

@@ -125,6 +125,11 @@ class NotifySettings(ServiceSettings):
     status_checks: int = Field(
         default=10, ge=0, description="How many times before delivery status is given up."
     )
-    rate_limit_email: float = Field(default=50.0, gt=0, description="E-mails per second.")
-    rate_limit_sms: float = Field(default=20.0, gt=0, description="SMS per second.")
-    rate_limit_webhook: float = Field(default=20.0, gt=0, description="Webhook posts per second.")
+    # Per instance: with N instances the provider sees up to N times these.
+    rate_limit_email: float = Field(
+        default=100.0, gt=0, description="E-mails per second, per instance."
+    )
+    rate_limit_sms: float = Field(default=50.0, gt=0, description="SMS per second, per instance.")
+    rate_limit_webhook: float = Field(
+        default=20.0, gt=0, description="Webhook posts per second, per instance."
+    )

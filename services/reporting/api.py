@@ -50,9 +50,11 @@ class NotificationView(BaseModel):
     channel: str
     recipient_masked: str
     template: str
-    status: str
+    status: str = Field(description="queued, sent, delivered, failed or unconfirmed.")
     occurred_at: datetime
     reason: str | None
+    to_customer: bool
+    dead_lettered: bool
 
 
 class TimelineEntry(BaseModel):

@@ -17,8 +17,9 @@ from shared.contracts import (
     ComplaintAssigned,
     ComplaintReceived,
     Event,
+    NotificationEvent,
     NotificationFailed,
-    NotificationSent,
+    NotificationUnconfirmed,
 )
 from shared.db import DbConnection
 from shared.inbox import first_delivery
@@ -64,7 +65,7 @@ async def apply_event(conn: DbConnection, event: Event) -> bool:
         await _clock_started(conn, event)
     elif isinstance(event, ClockEvent):
         await _clock_changed(conn, event)
-    elif isinstance(event, NotificationSent | NotificationFailed):
+    elif isinstance(event, NotificationEvent):
         await _notification(conn, event)
     return True
 
@@ -180,20 +181,36 @@ async def _clock_changed(conn: DbConnection, event: ClockEvent) -> None:
         )
 
 
-async def _notification(conn: DbConnection, event: NotificationSent | NotificationFailed) -> None:
-    sent = isinstance(event, NotificationSent)
+_NOTIFICATION_STATUS = {
+    "NotificationQueued": "queued",
+    "NotificationSent": "sent",
+    "NotificationDelivered": "delivered",
+    "NotificationFailed": "failed",
+    "NotificationUnconfirmed": "unconfirmed",
+}
+
+
+async def _notification(conn: DbConnection, event: NotificationEvent) -> None:
+    """A notification's latest state; notify's events of one complaint arrive in order."""
+    reason = (
+        event.reason if isinstance(event, NotificationFailed | NotificationUnconfirmed) else None
+    )
     await conn.execute(
         """INSERT INTO case_notifications (notification_id, complaint_no, channel,
-               recipient_masked, template, status, occurred_at, reason)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+               recipient_masked, template, status, occurred_at, reason, to_customer,
+               dead_lettered)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
            ON CONFLICT (notification_id) DO UPDATE SET status = EXCLUDED.status,
-               occurred_at = EXCLUDED.occurred_at, reason = EXCLUDED.reason""",
+               occurred_at = EXCLUDED.occurred_at, reason = EXCLUDED.reason,
+               dead_lettered = EXCLUDED.dead_lettered""",
         event.notification_id,
         event.complaint_no,
         event.channel,
         event.recipient_masked,
         event.template,
-        "sent" if sent else "failed",
+        _NOTIFICATION_STATUS[event.event_type],
         event.occurred_at,
-        None if isinstance(event, NotificationSent) else event.reason,
+        reason,
+        event.to_customer,
+        isinstance(event, NotificationFailed) and event.dead_lettered,
     )

@@ -151,3 +151,20 @@ async def test_actions_name_real_staff_and_departments(database_url: str) -> Non
     assert "engineering" in department.json()["detail"][0]["msg"]
     assert typo.status_code == 422
     assert unknown.status_code == 404
+
+
+async def test_the_survey_link_opens_a_form_that_posts_to_the_feedback_endpoint(
+    database_url: str,
+) -> None:
+    async with intake_client(database_url) as client:
+        number = (await client.post("/v1/complaints", json=submission())).json()["complaint_no"]
+        page = await client.get(f"/survey/{number}", params={"token": _token(number), "lang": "en"})
+        assert page.status_code == 200
+        assert page.headers["content-type"].startswith("text/html")
+        assert f"/v1/complaints/{number}/feedback" in page.text
+        assert _token(number) in page.text
+        assert "How did we do?" in page.text
+        chinese = await client.get(f"/survey/{number}", params={"token": _token(number)})
+        assert "满意度评价" in chinese.text
+        forged = await client.get(f"/survey/{number}", params={"token": "forged"})
+        assert forged.status_code == 403

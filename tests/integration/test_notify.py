@@ -8,15 +8,18 @@ import json
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import asyncpg
 import pytest
+import yaml
 from aiokafka import AIOKafkaProducer
 
 from services.notify.app import build_app
+from services.notify.requeue import requeue
 from services.notify.settings import NotifySettings
 from shared.contracts import Event, decode_event
 from shared.policy import load_packs
@@ -25,7 +28,7 @@ from tests.contracts.golden import golden_samples
 from tests.support.infra import Infra
 from tests.support.intake import wait_for
 from tests.support.kafka import read_records
-from tests.support.processes import REPO
+from tests.support.processes import REPO, free_port
 from tests.support.services import running
 from tests.support.sinks import MailSink, SmsSink, mail_sink, sms_sink
 from tests.support.tcp_proxy import TcpProxy
@@ -56,6 +59,8 @@ def notify_settings(
         "sms_timeout": 1.0,
         "webhook_timeout": 1.0,
         "smtp_timeout": 2.0,
+        "rate_limit_email": 2000.0,
+        "rate_limit_sms": 2000.0,
         **extra,
     }
     return NotifySettings(**values)
@@ -417,3 +422,149 @@ async def test_a_provider_and_the_mail_server_down_for_a_minute_lose_and_double_
     assert found == {"sent": 90}, found
     # The outage was met: the sends during it were tried many times, and waited.
     assert await _retried(database_url, "sms") >= 20
+
+
+def night_zone(now: datetime) -> str:
+    """A fixed-offset zone where it is now between 23:00 and midnight: quiet hours."""
+    offset = (23 - now.hour) % 24
+    if offset > 14:
+        offset -= 24
+    # Etc/GMT-8 is UTC+8: the sign is inverted (POSIX).
+    return "Etc/GMT" if offset == 0 else f"Etc/GMT{-offset:+d}"
+
+
+def hotel_with_night_branch(folder: Path, zone: str) -> Path:
+    pack = yaml.safe_load((REPO / "policy-packs" / "hotel.yaml").read_text(encoding="utf-8"))
+    pack["branches"].append(
+        {"id": "hotel-night", "name": {"zh": "夜间店", "en": "Night branch"}, "timezone": zone}
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "hotel.yaml").write_text(yaml.safe_dump(pack, allow_unicode=True), encoding="utf-8")
+    (folder / "templates").symlink_to(REPO / "policy-packs" / "templates")
+    return folder
+
+
+async def test_customer_sms_waits_out_quiet_hours_unless_the_case_is_urgent(
+    infra: Infra, database_url: str, topics: Topics, tmp_path: Path
+) -> None:
+    now = datetime.now(UTC)
+    zone = night_zone(now)
+    packs_dir = hotel_with_night_branch(tmp_path / "packs", zone)
+    normal, urgent = new_complaint_no(), new_complaint_no()
+    async with sinks(tmp_path) as (mail, sms), publisher(infra, topics) as kafka:
+        settings = notify_settings(
+            infra, database_url, topics, mail, sms, policy_packs_dir=packs_dir
+        )
+        async with running(build_app(settings)):
+            await publish_complaints(kafka, "hotel-night", [normal], severity="normal")
+            await publish_complaints(kafka, "hotel-night", [urgent], severity="urgent")
+            await wait_for(lambda: all_settled(database_url, [urgent], 3), timeout=60)
+
+            async def normal_emails_sent() -> bool:
+                return len(mail.to(f"c{normal}@example.com")) == 1
+
+            await wait_for(normal_emails_sent, timeout=30)
+            await asyncio.sleep(1.0)  # time enough for a wrongly released SMS to go
+        taken = [m["to"] for m in await sms.messages("gateway")]
+    assert phone_of(urgent) in taken
+    assert phone_of(normal) not in taken
+    conn = await asyncpg.connect(database_url)
+    try:
+        held = await conn.fetchrow(
+            """SELECT status, not_before FROM notify.notifications
+               WHERE complaint_no = $1 AND channel = 'sms'""",
+            normal,
+        )
+    finally:
+        await conn.close()
+    assert held is not None
+    assert held["status"] == "queued"
+    morning = held["not_before"].astimezone(ZoneInfo(zone))
+    assert (morning.hour, morning.minute) == (8, 0)
+    assert timedelta(0) < held["not_before"] - now < timedelta(hours=10)
+
+
+async def test_a_major_fault_is_posted_once_to_the_ops_chat_bot_signed(
+    infra: Infra, database_url: str, topics: Topics, tmp_path: Path
+) -> None:
+    complaint_no = new_complaint_no()
+    pack = PACKS.require("it-services")
+    async with sinks(tmp_path) as (mail, sms), publisher(infra, topics) as kafka:
+        await sms.fault("webhook", "http500", 1)  # the bot's first answer is lost
+        async with running(build_app(notify_settings(infra, database_url, topics, mail, sms))):
+            event = event_of(
+                "ComplaintReceived",
+                complaint_no,
+                pack.branches[0].id,
+                pack="it-services",
+                category=pack.categories[0].code,
+                severity="major",
+            )
+            await kafka.publish("intake", event)
+            await kafka.publish("intake", event)  # a duplicate changes nothing
+
+            async def posted() -> bool:
+                return bool(await sms.messages("webhook"))
+
+            await wait_for(posted, timeout=30)
+            await wait_for(settled(database_url, complaint_no, 1), timeout=30)
+        posts = await sms.messages("webhook")
+    # The sink takes only correctly signed posts, and one per Idempotency-Key.
+    assert len(posts) == 1
+    assert posts[0]["to"] == "it-ops-bot"
+    assert complaint_no in posts[0]["text"]
+
+
+async def test_attempts_run_out_into_the_dead_letters_and_a_requeue_sends_once(
+    infra: Infra, database_url: str, topics: Topics, tmp_path: Path
+) -> None:
+    complaint_no = new_complaint_no()
+    async with sinks(tmp_path) as (mail, sms), publisher(infra, topics) as kafka:
+        down = notify_settings(
+            infra,
+            database_url,
+            topics,
+            mail,
+            sms,
+            sms_gateway_url=f"http://127.0.0.1:{free_port()}/gateway/send",  # nobody there
+            send_attempts=2,
+        )
+        async with running(build_app(down)):
+            await publish_complaints(kafka, "hotel-demo", [complaint_no])
+            await wait_for(settled(database_url, complaint_no, 3), timeout=30)
+        assert (await statuses(database_url, complaint_no)).get("dead") == 1
+        records = await read_records(
+            infra.kafka_bootstrap_servers, topics.notify.name, expected=6, timeout=20
+        )
+        failed = [json.loads(r.value) for r in records if b"NotificationFailed" in r.value]
+        assert [(f["channel"], f["dead_lettered"], f["attempts"]) for f in failed] == [
+            ("sms", True, 2)
+        ]
+
+        assert await requeue(down, None) == 1
+        up = notify_settings(infra, database_url, topics, mail, sms)
+        async with running(build_app(up)):
+            await wait_for(settled(database_url, complaint_no, 3), timeout=30)
+        assert (await statuses(database_url, complaint_no)) == {"sent": 3}
+        assert [m["to"] for m in await sms.messages("gateway")] == [phone_of(complaint_no)]
+
+
+async def test_sms_are_sent_no_faster_than_the_channels_rate_limit(
+    infra: Infra, database_url: str, topics: Topics, tmp_path: Path
+) -> None:
+    numbers = [new_complaint_no() for _ in range(15)]
+    async with sinks(tmp_path) as (mail, sms), publisher(infra, topics) as kafka:
+        limited = notify_settings(infra, database_url, topics, mail, sms, rate_limit_sms=5.0)
+        async with running(build_app(limited)):
+            await publish_complaints(kafka, "hotel-demo", numbers)
+            await wait_for(lambda: all_settled(database_url, numbers, 3), timeout=60)
+    conn = await asyncpg.connect(database_url)
+    try:
+        span = await conn.fetchval(
+            """SELECT extract(epoch FROM max(sent_at) - min(sent_at))
+               FROM notify.notifications WHERE channel = 'sms'"""
+        )
+    finally:
+        await conn.close()
+    # 5 a second, after a first burst of 5: the last of 15 cannot go before 2 s.
+    assert float(span) >= 1.9

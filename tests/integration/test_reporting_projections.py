@@ -97,4 +97,21 @@ async def test_a_failed_notification_shows_its_reason(database_url: str) -> None
     assert case is not None
     (notification,) = case.notifications
     assert notification.status == "failed"
-    assert notification.reason == "SMTPConnectError: connection refused"
+    assert notification.reason == "550 5.1.1 mailbox unavailable"
+    assert notification.to_customer
+
+
+async def test_a_notification_shows_its_latest_state_and_every_step_is_in_the_timeline(
+    database_url: str,
+) -> None:
+    life = ["ComplaintReceived", "NotificationQueued", "NotificationSent", "NotificationDelivered"]
+    conn = await _project(database_url, life)
+    try:
+        case = await queries.case_file(conn, "261122001")
+    finally:
+        await conn.close()
+    assert case is not None
+    (notification,) = case.notifications
+    assert (notification.status, notification.to_customer) == ("delivered", True)
+    steps = [e.event_type for e in case.timeline if e.event_type.startswith("Notification")]
+    assert steps == life[1:]

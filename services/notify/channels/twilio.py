@@ -8,7 +8,8 @@ messages sent to the number since the first attempt's day.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
@@ -98,24 +99,24 @@ class TwilioSmsProvider:
             return _as_lookup(_json_object(response))
         # Twilio keeps no reference of ours on a message. The text is rendered per
         # notification (it names the complaint), so an exact match on the body, to this
-        # number, since the first attempt's day, is ours.
+        # number, is ours. Filtering by DateSent would miss a message still queued (it has
+        # no send date yet), so the list (newest first) is read back to the first attempt.
+        cutoff = message.created_at - timedelta(hours=1)
         page_url: str | None = f"{self._messages_url}.json"
-        params: dict[str, str] | None = {
-            "To": message.to,
-            "DateSent>": message.created_at.astimezone(UTC).date().isoformat(),
-            "PageSize": str(PAGE_SIZE),
-        }
+        params: dict[str, str] | None = {"To": message.to, "PageSize": str(PAGE_SIZE)}
         ours: list[Lookup] = []
         while page_url is not None:
             page = _json_object(await self._get(page_url, params, missing_ok=False))
+            found_messages = [m for m in page.get("messages") or [] if isinstance(m, dict)]
             ours += [
-                _as_lookup(found)
-                for found in page.get("messages") or []
-                if isinstance(found, dict) and found.get("body") == message.text
+                _as_lookup(found) for found in found_messages if found.get("body") == message.text
             ]
             next_page = page.get("next_page_uri")
-            # The next page's URI carries every filter already.
-            page_url, params = (f"{self._base_url}{next_page}", None) if next_page else (None, None)
+            if next_page and not any(_created(found) < cutoff for found in found_messages):
+                # The next page's URI carries every filter already.
+                page_url, params = f"{self._base_url}{next_page}", None
+            else:
+                page_url = None
         if not ours:
             return Lookup(ProviderState.NOT_FOUND)
         return min(ours, key=lambda found: _RANK[found.state])
@@ -145,6 +146,13 @@ def _json_object(response: httpx.Response) -> dict[str, Any]:
     if not isinstance(answer, dict):
         raise NotSentError(f"twilio: cannot be asked (HTTP {response.status_code}, not JSON)")
     return answer
+
+
+def _created(message: Mapping[str, Any]) -> datetime:
+    try:
+        return parsedate_to_datetime(str(message.get("date_created")))
+    except (TypeError, ValueError):
+        return datetime.max.replace(tzinfo=UTC)  # undated: keep reading
 
 
 def _as_lookup(resource: Mapping[str, Any]) -> Lookup:
