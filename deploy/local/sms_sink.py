@@ -36,6 +36,8 @@ For tests and operators:
   when the client hangs up: the provider took it but the answer never came.
   ``http500`` takes it too, then fails: an ambiguous 500. ``http503`` and ``http429``
   refuse before taking anything. ``DELETE /_sink/faults`` clears pending faults.
+- ``PUT /_sink/latency`` {"seconds": 0.05}: every provider request takes that long, a
+  slow provider (for measuring how notify scales out).
 
     python deploy/local/sms_sink.py [--host 127.0.0.1] [--port 8026] [--dir PATH]
 
@@ -157,6 +159,7 @@ class SinkState:
     # (provider, idempotency key) -> the first answer's status and body.
     answers: dict[tuple[str, str], tuple[int, dict[str, Any]]] = field(default_factory=dict)
     aliyun_nonces: set[str] = field(default_factory=set)
+    latency: float = 0.0  # seconds every provider request takes: a slow provider
 
     def record(self, entry: dict[str, Any]) -> None:
         self.messages.append(entry)
@@ -222,6 +225,8 @@ async def with_faults(
     fault_delay: float,
 ) -> JSONResponse:
     """Run a provider handler under the next pending fault, if any."""
+    if state.latency:
+        await asyncio.sleep(state.latency)
     mode = state.take_fault(provider)
     if mode in ("http503", "http429"):
         return fault_answer(provider, mode)
@@ -622,6 +627,17 @@ def create_app(
             return JSONResponse({"error": wanted_help}, status_code=400)
         state.faults[provider] = Fault(mode, count)
         return JSONResponse({"provider": provider, "mode": mode, "count": count})
+
+    @app.put("/_sink/latency")
+    async def set_latency(request: Request) -> JSONResponse:
+        try:
+            seconds = float(json.loads(await request.body())["seconds"])
+        except (ValueError, KeyError, TypeError):
+            return JSONResponse({"error": "want JSON {seconds}"}, status_code=400)
+        if not 0 <= seconds <= 60:
+            return JSONResponse({"error": "seconds from 0 to 60"}, status_code=400)
+        state.latency = seconds
+        return JSONResponse({"seconds": seconds})
 
     @app.delete("/_sink/faults")
     async def clear_faults() -> dict[str, int]:

@@ -319,6 +319,9 @@ async def test_provider_500s_timeouts_and_refusals_are_retried_and_never_doubled
                 lambda: all_settled(database_url, numbers, hotel_messages_per_complaint()),
                 timeout=90,
             )
+            if provider != "gateway":
+                # Aliyun and Twilio report delivery; notify asks until they do.
+                await wait_for(lambda: _all_sms_delivered(database_url, len(numbers)), timeout=30)
         taken = await sms.messages(provider)
         for complaint_no in numbers:
             # Aliyun takes mainland numbers without +86: compare the 11 national digits.
@@ -332,7 +335,7 @@ async def test_provider_500s_timeouts_and_refusals_are_retried_and_never_doubled
     # The faults were met: refused sends were tried again.
     assert await _retried(database_url, "sms") >= 1
     assert await _retried(database_url, "email") >= 1
-    # Each notification's life was published once: queued, then sent.
+    # Each notification's life was published once: queued, sent, delivered where reported.
     records = await read_records(
         infra.kafka_bootstrap_servers,
         topics.notify.name,
@@ -349,6 +352,20 @@ async def test_provider_500s_timeouts_and_refusals_are_retried_and_never_doubled
     sent = {n for n, kind in kinds if kind == "NotificationSent"}
     assert len(queued) == sum(found.values())
     assert sent == queued
+    delivered = {n for n, kind in kinds if kind == "NotificationDelivered"}
+    assert len(delivered) == found.get("delivered", 0)
+
+
+async def _all_sms_delivered(database_url: str, count: int) -> bool:
+    conn = await asyncpg.connect(database_url)
+    try:
+        delivered = await conn.fetchval(
+            """SELECT count(*) FROM notify.notifications
+               WHERE channel = 'sms' AND status = 'delivered'"""
+        )
+    finally:
+        await conn.close()
+    return int(delivered) == count
 
 
 async def _retried(database_url: str, channel: str) -> int:
@@ -568,3 +585,28 @@ async def test_sms_are_sent_no_faster_than_the_channels_rate_limit(
         await conn.close()
     # 5 a second, after a first burst of 5: the last of 15 cannot go before 2 s.
     assert float(span) >= 1.9
+
+
+async def test_an_email_whose_reply_never_comes_is_reported_unconfirmed_not_sent_twice(
+    infra: Infra, database_url: str, topics: Topics, tmp_path: Path
+) -> None:
+    complaint_no = new_complaint_no()
+    async with sinks(tmp_path) as (mail, sms), publisher(infra, topics) as kafka:
+        mail.silent_next = 1  # the first e-mail is taken, and its 250 never arrives
+        settings = notify_settings(
+            infra, database_url, topics, mail, sms, smtp_timeout=1.0, send_concurrency=1
+        )
+        async with running(build_app(settings)):
+            await publish_complaints(kafka, "hotel-demo", [complaint_no])
+            await wait_for(settled(database_url, complaint_no, 3), timeout=30)
+            await asyncio.sleep(1.0)
+        found = await statuses(database_url, complaint_no)
+        assert found == {"unconfirmed": 1, "sent": 2}, found
+        # The server has each message once: the unconfirmed one was not resent.
+        assert len(mail.messages) == 2
+        assert len({(m["X-Complaint-No"], str(m["To"])) for m in mail.messages}) == 2
+    records = await read_records(
+        infra.kafka_bootstrap_servers, topics.notify.name, expected=6, timeout=20
+    )
+    kinds = [json.loads(r.value)["event_type"] for r in records]
+    assert kinds.count("NotificationUnconfirmed") == 1

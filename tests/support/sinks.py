@@ -29,6 +29,7 @@ class MailSink:
     port: int = 0
     messages: list[EmailMessage] = field(default_factory=list)
     refuse_next: int = 0  # answer 451 to this many messages: a server busy for a while
+    silent_next: int = 0  # take this many messages, then never answer: the reply is lost
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
         if self.refuse_next > 0:
@@ -39,6 +40,9 @@ class MailSink:
         )
         assert isinstance(parsed, EmailMessage)
         self.messages.append(parsed)
+        if self.silent_next > 0:
+            self.silent_next -= 1
+            await asyncio.sleep(3600)
         return "250 OK"
 
     def to(self, address: str) -> list[EmailMessage]:

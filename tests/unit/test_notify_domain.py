@@ -245,3 +245,17 @@ def test_a_released_customer_sms_never_goes_in_quiet_hours(moment: datetime) -> 
 def test_backoff_stays_within_its_cap_and_its_exponential_bound(attempt: int, seed: int) -> None:
     delay = retry_delay(attempt, base=2.0, cap=300.0, rng=random.Random(seed))
     assert 0 <= delay <= min(300.0, 2.0 * 2 ** (attempt - 1))
+
+
+def test_a_staff_member_hears_in_their_own_language() -> None:
+    case = hotel_case()
+    assigned = follow_up(
+        "ComplaintAssigned",
+        case,
+        assignee={"staff_id": "fo-agent", "name": "李静"},
+        previous_assignee=None,
+        also_notify=[],
+    )
+    to_agent = [m for m in plan(HOTEL, updated(case, assigned), assigned)]
+    languages = {m.recipient.key: m.recipient.language for m in to_agent}
+    assert languages["staff:fo-agent"] == "en"  # looks after international guests
