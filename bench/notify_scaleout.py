@@ -6,9 +6,10 @@ of queued SMS notifications written straight into notify's table (this measures 
 delivery stage alone: claiming, sending, recording). Throughput is messages over the
 time from their release to the last one recorded sent.
 
-    python bench/notify_scaleout.py --database-url postgresql://postgres@127.0.0.1:15433/complaints \
-        --kafka 127.0.0.1:19092 [--messages 2000] [--latency-ms 50] [--instances 1 2 4] \
-        [--concurrency 8]
+    python bench/notify_scaleout.py \
+        --database-url postgresql://postgres@127.0.0.1:15433/complaints \
+        --kafka 127.0.0.1:19092 [--messages 2000] [--latency-ms 50] \
+        [--instances 1 2 4] [--concurrency 8]
 
 Needs a running broker and PostgreSQL (`deploy/local/devstack.py up --stack test`).
 Results go to bench/results/notify-scaleout-<UTC time>.json and to stdout.
@@ -27,6 +28,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -47,8 +49,8 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def wait_http(url: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
+async def wait_http(url: str, within: float = 30.0) -> None:
+    deadline = time.monotonic() + within
     async with httpx.AsyncClient() as client:
         while time.monotonic() < deadline:
             try:
@@ -57,6 +59,13 @@ async def wait_http(url: str, timeout: float = 30.0) -> None:
             except httpx.HTTPError:
                 await asyncio.sleep(0.2)
     raise TimeoutError(url)
+
+
+async def until(check: Callable[[], Awaitable[Any]]) -> None:
+    while True:
+        if await check():
+            return
+        await asyncio.sleep(0.2)
 
 
 async def one_run(args: argparse.Namespace, sink: str, instances: int) -> dict[str, Any]:
@@ -78,8 +87,10 @@ async def one_run(args: argparse.Namespace, sink: str, instances: int) -> dict[s
         "LOG_LEVEL": "WARNING",
     }
     processes = [
-        subprocess.Popen(
-            [sys.executable, "-m", "services.notify"],
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "services.notify",
             cwd=REPO,
             env=env,
             stdout=subprocess.DEVNULL,
@@ -89,8 +100,7 @@ async def one_run(args: argparse.Namespace, sink: str, instances: int) -> dict[s
     ]
     conn = await asyncpg.connect(database_url)
     try:
-        while not await conn.fetchval("SELECT to_regclass('notify.notifications') IS NOT NULL"):
-            await asyncio.sleep(0.2)
+        await until(lambda: conn.fetchval("SELECT to_regclass('notify.notifications') IS NOT NULL"))
         await asyncio.sleep(2.0)  # every instance started and listening
         release = await conn.fetchval("SELECT now() + interval '1 second'")
         await conn.execute(
@@ -107,20 +117,19 @@ async def one_run(args: argparse.Namespace, sink: str, instances: int) -> dict[s
             args.messages,
             release,
         )
-        while (
-            await conn.fetchval(
-                "SELECT count(*) FROM notify.notifications WHERE status = 'sent'"
-            )
-            < args.messages
-        ):
-            await asyncio.sleep(0.2)
+
+        async def all_sent() -> bool:
+            sent = "SELECT count(*) FROM notify.notifications WHERE status = 'sent'"
+            return bool(await conn.fetchval(sent) >= args.messages)
+
+        await until(all_sent)
         last = await conn.fetchval("SELECT max(sent_at) FROM notify.notifications")
         seconds = (last - release).total_seconds()
     finally:
         for process in processes:
             process.send_signal(signal.SIGTERM)
         for process in processes:
-            process.wait(timeout=60)
+            await asyncio.wait_for(process.wait(), 60)
         await conn.close()
         await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
         await admin.close()
@@ -135,8 +144,13 @@ async def one_run(args: argparse.Namespace, sink: str, instances: int) -> dict[s
 async def main(args: argparse.Namespace) -> int:
     port = free_port()
     sink_dir = REPO / ".local" / "bench-sms"
-    sink = subprocess.Popen(
-        [sys.executable, "deploy/local/sms_sink.py", "--port", str(port), "--dir", str(sink_dir)],
+    sink = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "deploy/local/sms_sink.py",
+        "--port",
+        str(port),
+        "--dir",
+        str(sink_dir),
         cwd=REPO,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -149,7 +163,7 @@ async def main(args: argparse.Namespace) -> int:
         runs = [await one_run(args, url, n) for n in args.instances]
     finally:
         sink.send_signal(signal.SIGTERM)
-        sink.wait(timeout=30)
+        await asyncio.wait_for(sink.wait(), 30)
     base = runs[0]["per_second"] / runs[0]["instances"]
     for run in runs:
         run["speed_up"] = round(run["per_second"] / runs[0]["per_second"], 2)
