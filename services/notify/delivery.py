@@ -64,6 +64,10 @@ BATCH = 100
 log = structlog.get_logger("notify.delivery")
 
 
+class LeaseLostError(Exception):
+    """The row is no longer this sender's to send."""
+
+
 @dataclass(frozen=True)
 class Channels:
     email: SmtpSender
@@ -163,6 +167,10 @@ class DeliveryWorker:
         try:
             async with self._limits[n.channel]:
                 provider, provider_id = await self._hand_over(n)
+        except LeaseLostError:
+            # The send took longer than its lease and was reconciled meanwhile: the data
+            # has not gone, and the reconciler's decision stands.
+            log.warning("lease lost before the e-mail data went; not sent by this attempt")
         except RejectedError as exc:
             await self._fail(n, str(exc), dead=False)
         except NotSentError as exc:
@@ -183,12 +191,13 @@ class DeliveryWorker:
 
             async def before_data() -> None:
                 async with self._pool.acquire() as conn:
-                    await store.move(
+                    if not await store.move(
                         conn,
                         n.notification_id,
                         from_statuses=("sending",),
                         to_status="handing_over",
-                    )
+                    ):
+                        raise LeaseLostError
 
             message_id = await self._channels.email.send(self._email(n), before_data)
             return "smtp", message_id

@@ -610,3 +610,38 @@ async def test_an_email_whose_reply_never_comes_is_reported_unconfirmed_not_sent
     )
     kinds = [json.loads(r.value)["event_type"] for r in records]
     assert kinds.count("NotificationUnconfirmed") == 1
+
+
+async def test_an_assignment_read_before_its_complaint_waits_for_it_and_is_then_told(
+    infra: Infra, database_url: str, topics: Topics, tmp_path: Path
+) -> None:
+    complaint_no = new_complaint_no()
+    assigned = event_of(
+        "ComplaintAssigned",
+        complaint_no,
+        "hotel-demo",
+        assignee={"staff_id": "eng-manager", "name": "周强"},
+        previous_assignee=None,
+        also_notify=[],
+    )
+    async with sinks(tmp_path) as (mail, sms), publisher(infra, topics) as kafka:
+        async with running(build_app(notify_settings(infra, database_url, topics, mail, sms))):
+            await kafka.publish("routing", assigned)
+
+            async def parked() -> bool:
+                conn = await asyncpg.connect(database_url)
+                try:
+                    return bool(await conn.fetchval("SELECT count(*) FROM notify.parked_events"))
+                finally:
+                    await conn.close()
+
+            await wait_for(parked, timeout=30)
+            await publish_complaints(kafka, "hotel-demo", [complaint_no])
+
+            async def assignee_told() -> bool:
+                return bool(mail.to("eng-manager@hotel.example"))
+
+            await wait_for(assignee_told, timeout=30)
+            assert not await parked()
+        (told,) = mail.to("eng-manager@hotel.example")
+        assert complaint_no in str(told["Subject"]) + told.get_body(("plain",)).get_content()  # type: ignore[union-attr]

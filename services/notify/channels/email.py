@@ -10,6 +10,7 @@ unconfirmed rather than sent twice.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable
 from email.message import EmailMessage
 from email.utils import parseaddr
@@ -51,17 +52,27 @@ class SmtpSender:
             password=self._password,
             timeout=self._timeout,
         )
-        recipients = [str(message["To"])]
+        try:
+            return await self._converse(client, message, before_data)
+        finally:
+            if client.is_connected:
+                client.close()
+
+    @staticmethod
+    async def _converse(
+        client: aiosmtplib.SMTP,
+        message: EmailMessage,
+        before_data: Callable[[], Awaitable[None]],
+    ) -> str:
         try:
             await client.connect()
             await client.mail(parseaddr(str(message["From"]))[1])
-            for recipient in recipients:
-                await client.rcpt(recipient)
+            await client.rcpt(str(message["To"]))
         except aiosmtplib.SMTPResponseException as exc:
             raise _refusal(exc) from exc
         except (*_NOT_CONNECTED, aiosmtplib.SMTPException) as exc:
             raise NotSentError(f"{type(exc).__name__}: {exc}") from exc
-        await before_data()
+        await before_data()  # may refuse: then nothing is handed over
         try:
             await client.data(message.as_bytes())
         except aiosmtplib.SMTPResponseException as exc:
@@ -69,10 +80,8 @@ class SmtpSender:
             raise _refusal(exc) from exc
         except (*_NOT_CONNECTED, aiosmtplib.SMTPException) as exc:
             raise OutcomeUnknownError(f"{type(exc).__name__} after the data was sent") from exc
-        try:
-            await client.quit()
-        except (*_NOT_CONNECTED, aiosmtplib.SMTPException):
-            client.close()  # the message is taken; a lost goodbye changes nothing
+        with contextlib.suppress(*_NOT_CONNECTED, aiosmtplib.SMTPException):
+            await client.quit()  # the message is taken; a lost goodbye changes nothing
         return str(message["Message-ID"])
 
 
