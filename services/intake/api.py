@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -282,3 +282,16 @@ class BranchForm(BaseModel):
     severities: list[Severity]
     regions: list[Region]
     languages: list[Language]
+
+
+class ServiceVolumeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"services": 412}]})
+
+    services: int = Field(ge=0, le=100_000_000, description="Services delivered that day.")
+
+
+class ServiceVolume(BaseModel):
+    branch_id: str
+    day: date
+    services: int
+    changed: bool = Field(description="False when the day already had this figure.")

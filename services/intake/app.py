@@ -10,6 +10,7 @@ import inspect
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -46,6 +47,8 @@ from services.intake.api import (
     Reopen,
     Resolve,
     Resume,
+    ServiceVolume,
+    ServiceVolumeIn,
     StartInvestigation,
     _Action,
 )
@@ -363,6 +366,26 @@ def build_app(settings: IntakeSettings) -> FastAPI:
             staff_only=False,
         )
         return _applied(result)
+
+    @app.put(
+        "/v1/branches/{branch_id}/service-volumes/{day}",
+        response_model=ServiceVolume,
+        responses={404: {"model": Problem}},
+    )
+    async def put_service_volume(
+        branch_id: Annotated[str, PathParam(max_length=100)],
+        day: date,
+        volume: ServiceVolumeIn,
+    ) -> ServiceVolume:
+        """How many services the branch delivered on ``day`` (room nights, visits, tests…):
+        the denominator of its complaint rate. Posting again replaces the day's figure."""
+        try:
+            changed = await holder.get().record_service_volume(branch_id, day, volume.services)
+        except CaseNotFoundError as exc:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
+        return ServiceVolume(
+            branch_id=branch_id, day=day, services=volume.services, changed=changed
+        )
 
     @app.get("/survey/{complaint_no}", response_class=HTMLResponse, include_in_schema=False)
     async def survey_page(

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -43,6 +44,7 @@ from shared.contracts.intake import (
     ReassignmentApproved,
     RepairedProductDelivered,
     ReturnVisitRecorded,
+    ServiceVolumeRecorded,
 )
 from shared.contracts.submissions import SubmissionOutcome, SubmitComplaint
 from shared.db import DbConnection
@@ -118,6 +120,12 @@ class ActionResult:
     events: list[str]
 
 
+# A branch's clock may run a little ahead of ours; a week back is as far as a branch may
+# have been offline.
+TAKEN_AT_SKEW = timedelta(minutes=2)
+TAKEN_AT_LIMIT = timedelta(days=7)
+
+
 def _refused(field: str, message: str) -> SubmissionRefusedError:
     return SubmissionRefusedError([{"loc": ["body", field], "msg": message, "type": "value_error"}])
 
@@ -165,6 +173,12 @@ class Intake:
                 f"category {submission.category!r} is not defined for branch {branch.id}; "
                 "allowed: " + ", ".join(c.code for c in pack.categories),
             )
+        if submission.taken_at is not None:
+            now = datetime.now(UTC)
+            if submission.taken_at > now + TAKEN_AT_SKEW:
+                raise _refused("taken_at", "taken_at is in the future")
+            if submission.taken_at < now - TAKEN_AT_LIMIT:
+                raise _refused("taken_at", "taken_at is more than 7 days back")
         staff = submission.first_contact_staff
         if staff is not None and not pack.has_member(staff):
             raise _refused(
@@ -216,7 +230,8 @@ class Intake:
             earlier = await store.find_submission(conn, branch.id, submission_key)
             if earlier is not None:
                 return await self._replay(conn, earlier, fingerprint, submission_key)
-        received_at = datetime.now(UTC)
+        now = datetime.now(UTC)
+        received_at = min(submission.taken_at, now) if submission.taken_at else now
         day: date = receipt_date(received_at, branch.timezone)
         ordinal = await store.next_ordinal(conn, day.year)
         event = ComplaintReceived(
@@ -231,7 +246,7 @@ class Intake:
             pack=pack.pack,
             pack_version=pack.version,
             submission_id=submission_key,
-            **submission.model_dump(exclude={"submission_id", "branch_id"}),
+            **submission.model_dump(exclude={"submission_id", "branch_id", "taken_at"}),
         )
         await store.insert_complaint(conn, event, year=day.year, ordinal=ordinal)
         if submission_key is not None and not await store.claim_submission(
@@ -435,6 +450,39 @@ class Intake:
         """A rejected Kafka submission changes nothing but its outcome must still go out."""
         async with self._pool.acquire() as conn, conn.transaction():
             await enqueue(conn, self._topics.submission_outcomes.name, outcome)
+
+    async def record_service_volume(self, branch_id: str, day: date, services: int) -> bool:
+        """Store a branch's figure for a day; False if it was already that (no new event)."""
+        if self._packs.current.for_branch(branch_id) is None:
+            raise CaseNotFoundError(f"no branch {branch_id}")
+        async with self._pool.acquire() as conn, conn.transaction():
+            changed = await conn.fetchval(
+                """INSERT INTO service_volumes (branch_id, day, services) VALUES ($1, $2, $3)
+                   ON CONFLICT (branch_id, day) DO UPDATE
+                       SET services = EXCLUDED.services, updated_at = now()
+                       WHERE service_volumes.services <> EXCLUDED.services
+                   RETURNING true""",
+                branch_id,
+                day,
+                services,
+            )
+            if not changed:
+                return False
+            await enqueue(
+                conn,
+                self._topics.intake.name,
+                ServiceVolumeRecorded(
+                    event_type=ServiceVolumeRecorded.EVENT_TYPE,
+                    complaint_no=f"{branch_id}/{day.isoformat()}",
+                    branch_id=branch_id,
+                    correlation_id=str(uuid.uuid4()),
+                    producer="intake",
+                    day=day,
+                    services=services,
+                ),
+            )
+        log.info("service volume recorded", branch_id=branch_id, day=day.isoformat())
+        return True
 
     async def view(self, complaint_no: str) -> dict[str, Any]:
         async with self._pool.acquire() as conn:

@@ -97,6 +97,8 @@ def build_app(settings: ServiceSettings) -> FastStream:
         # A delivery recorded afterwards counts from when the product was delivered.
         delivered = RepairedProductDelivered | ProjectDelivered
         at = cause.delivered_at if isinstance(cause, delivered) else None
+        if isinstance(cause, ComplaintReceived):
+            at = cause.received_at  # a complaint a branch took earlier counts from then
         for clock in plan_clocks(
             pack,
             facts,

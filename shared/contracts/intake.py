@@ -7,6 +7,7 @@ handling ``round`` (2 and up after the customer reopened it).
 
 from __future__ import annotations
 
+from datetime import date
 from decimal import Decimal
 from enum import StrEnum
 from typing import ClassVar, Literal
@@ -286,3 +287,17 @@ class ComplaintReopened(CaseEvent):
 class ComplaintClosed(CaseEvent):
     EVENT_TYPE: ClassVar[str] = "ComplaintClosed"
     event_type: Literal["ComplaintClosed"] = "ComplaintClosed"
+
+
+class ServiceVolumeRecorded(Event):
+    """A branch's count of services delivered on a day (its complaint rate's denominator).
+
+    Not about one complaint: its key (``complaint_no``) is ``<branch_id>/<day>``, so a
+    day's figures stay in order; the latest stands.
+    """
+
+    EVENT_TYPE: ClassVar[str] = "ServiceVolumeRecorded"
+    event_type: Literal["ServiceVolumeRecorded"] = "ServiceVolumeRecorded"
+
+    day: date
+    services: int = Field(ge=0)

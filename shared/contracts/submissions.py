@@ -182,6 +182,12 @@ class SubmitComplaint(_Strict):
         default=None,
         description="The staff member who took the complaint (首问负责制); they own it to the end.",
     )
+    taken_at: AwareDatetime | None = Field(
+        default=None,
+        description="When the branch took the complaint, if before this submission (a branch "
+        "that was offline sends later): its number and deadlines count from then. At most "
+        "7 days back; default: now.",
+    )
 
     def fingerprint(self) -> str:
         """Identifies the content, whichever path it came by and whatever id it carries."""

@@ -6,7 +6,7 @@ import json
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
@@ -312,3 +312,59 @@ async def test_a_branch_system_builds_its_form_from_the_pack(database_url: str) 
     assert body["channels"][0] == "phone"
     assert body["severities"] == ["normal", "urgent", "major"]
     assert missing.status_code == 404
+
+
+async def test_a_complaint_taken_earlier_by_an_offline_branch_counts_from_then(
+    database_url: str,
+) -> None:
+    taken = datetime.now(UTC) - timedelta(hours=30)
+    async with intake_client(database_url) as client:
+        response = await client.post("/v1/complaints", json=submission(taken_at=taken.isoformat()))
+        assert response.status_code == 201, response.text
+        accepted = response.json()
+        assert datetime.fromisoformat(accepted["received_at"]) == taken
+        local_day = taken.astimezone(ZoneInfo("Asia/Shanghai")).strftime("%y%m%d")
+        assert accepted["complaint_no"].startswith(local_day)
+        for wrong, message in (
+            (datetime.now(UTC) + timedelta(hours=1), "in the future"),
+            (datetime.now(UTC) - timedelta(days=8), "more than 7 days back"),
+        ):
+            refused = await client.post(
+                "/v1/complaints", json=submission(taken_at=wrong.isoformat())
+            )
+            assert refused.status_code == 422
+            (error,) = refused.json()["detail"]
+            assert error["loc"] == ["body", "taken_at"]
+            assert message in error["msg"]
+
+
+async def test_a_branch_posts_its_daily_service_volume_and_a_repeat_changes_nothing(
+    database_url: str,
+) -> None:
+    async with intake_client(database_url) as client:
+        path = "/v1/branches/hotel-demo/service-volumes/2026-11-21"
+        first = await client.put(path, json={"services": 412})
+        assert first.status_code == 200, first.text
+        assert first.json() == {
+            "branch_id": "hotel-demo",
+            "day": "2026-11-21",
+            "services": 412,
+            "changed": True,
+        }
+        assert (await client.put(path, json={"services": 412})).json()["changed"] is False
+        assert (await client.put(path, json={"services": 420})).json()["changed"] is True
+        unknown = await client.put(
+            "/v1/branches/nowhere/service-volumes/2026-11-21", json={"services": 1}
+        )
+        assert unknown.status_code == 404
+        negative = await client.put(path, json={"services": -1})
+        assert negative.status_code == 422
+    conn = await asyncpg.connect(database_url)
+    try:
+        events = await conn.fetch(
+            """SELECT payload FROM intake.outbox
+               WHERE headers->>'event_type' = 'ServiceVolumeRecorded'"""
+        )
+    finally:
+        await conn.close()
+    assert sorted(json.loads(bytes(e["payload"]))["services"] for e in events) == [412, 420]

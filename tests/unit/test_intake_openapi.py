@@ -30,7 +30,7 @@ def test_every_request_body_has_an_example() -> None:
                 media.get("examples") or media["schema"].get("examples") or schema.get("examples")
             )
             assert examples, f"{method.upper()} {path} has no example"
-    assert bodies == 19  # submission, 17 staff actions, feedback
+    assert bodies == 20  # submission, 17 staff actions, feedback, service volume
 
 
 def test_refusals_are_documented() -> None:
