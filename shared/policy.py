@@ -439,6 +439,12 @@ class PolicyPack(_Model):
     escalation: Escalation | None = None
     notifications: tuple[NotificationRule, ...] = ()
     quiet_hours: QuietHours = QuietHours()
+    complaint_rate_target: float | None = Field(
+        default=None,
+        gt=0,
+        lt=1,
+        description="Complaints per service delivered the organisation aims to stay under.",
+    )
     version: str = Field(default="", description="Set by the loader: hash of the file.")
     holiday_calendars: dict[str, HolidayCalendar] = Field(
         default={}, description="Set by the loader from policy-packs/calendars/."

@@ -1,42 +1,125 @@
-"""Reporting's composition root: projections fed from every topic, and the read API."""
+"""Reporting's composition root: projections fed from every topic, the reports, the
+dashboard at ``/`` and its live stream."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, Literal, TypeVar
+from zoneinfo import ZoneInfo
 
 import asyncpg
 import structlog
-from fastapi import FastAPI, HTTPException, Query, Request, status
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, status
 from fastapi import Path as PathParam
+from fastapi.responses import FileResponse, PlainTextResponse, Response
+from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from services.reporting import queries
-from services.reporting.api import CaseFile, Summary
-from services.reporting.projections import apply_event
+from services.reporting import queries, reports
+from services.reporting.api import (
+    CaseFile,
+    ComplaintRateRow,
+    DailyReport,
+    Dashboard,
+    LateCase,
+    MonthlyReport,
+    ResponseTimes,
+    SatisfactionReport,
+    SlaReport,
+    Summary,
+    WeeklyReport,
+)
+from services.reporting.csv_export import rows_of, to_csv
+from services.reporting.projections import CHANGED_CHANNEL, apply_event
+from services.reporting.reports import Filters
 from services.reporting.settings import ReportingSettings
 from shared.consumer import subscribe_events
 from shared.consumer_app import PoolHolder, new_broker
 from shared.contracts import Event
+from shared.db import DbConnection
 from shared.http import answer_503_when_database_down
 from shared.logging import configure_logging
-from shared.runtime import consuming, service_database
+from shared.policy import LivePacks
+from shared.runtime import consuming, service_database, watching
 from shared.topics import Topics
 
 SCHEMA = "reporting"
 MIGRATIONS = Path(__file__).parent / "migrations"
+STATIC = Path(__file__).parent / "static"
 PUBLISHES: tuple[str, ...] = ()
 SUBSCRIBES_TO = ("intake", "routing", "sla", "notify")
+# Live dashboards are sent at most this often, however fast events arrive.
+STREAM_INTERVAL_SECONDS = 1.0
+STREAM_KEEPALIVE_SECONDS = 15.0
 
 log = structlog.get_logger("reporting")
+
+Format = Literal["json", "csv"]
+T = TypeVar("T")
+
+
+class Changes:
+    """Wakes every live dashboard when a projection transaction commits (LISTEN)."""
+
+    def __init__(self) -> None:
+        self._version = 0
+        self._changed = asyncio.Condition()
+
+    def notify(self, *_: object) -> None:
+        self._version += 1
+        asyncio.get_running_loop().create_task(self._wake())
+
+    async def _wake(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    @property
+    def version(self) -> int:
+        return self._version
+
+    async def after(self, version: int, at_most: float) -> int:
+        """The version once it differs from ``version``, or after ``at_most`` seconds."""
+        async with self._changed:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._changed.wait_for(lambda: self._version != version), at_most
+                )
+        return self._version
+
+
+def filters(
+    request: Request,
+    branch_id: Annotated[str | None, Query(max_length=100)] = None,
+    pack: Annotated[str | None, Query(max_length=100)] = None,
+    department: Annotated[str | None, Query(max_length=100)] = None,
+    date_from: Annotated[date | None, Query(description="First received day.")] = None,
+    date_to: Annotated[date | None, Query(description="Last received day.")] = None,
+) -> Filters:
+    return Filters(
+        branch_id=branch_id,
+        pack=pack,
+        department=department,
+        date_from=date_from,
+        date_to=date_to,
+        timezone=request.app.state.report_timezone,
+    )
+
+
+Scope = Annotated[Filters, Depends(filters)]
+FormatQuery = Annotated[Format, Query(description="json (default) or csv.")]
 
 
 def build_app(settings: ReportingSettings) -> FastAPI:
     configure_logging("reporting", settings.log_level)
     topics = Topics.in_namespace(settings.complaints_topic_namespace)
+    packs = LivePacks(settings.policy_packs_dir)
     holder = PoolHolder()
     broker = new_broker(settings, "reporting")
+    changes = Changes()
 
     async def project(event: Event) -> None:
         async with holder.pool.acquire() as conn, conn.transaction():
@@ -53,28 +136,193 @@ def build_app(settings: ReportingSettings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with service_database(settings, SCHEMA, MIGRATIONS, with_relay=False) as pool:
+        async with (
+            service_database(settings, SCHEMA, MIGRATIONS, with_relay=False) as pool,
+            watching(packs),
+        ):
             holder.attach(pool)
             app.state.pool = pool
-            async with consuming(broker):
-                yield
+            listener = await pool.acquire()
+            await listener.add_listener(CHANGED_CHANNEL, changes.notify)
+            try:
+                async with consuming(broker):
+                    yield
+            finally:
+                with contextlib.suppress(Exception):
+                    await listener.remove_listener(CHANGED_CHANNEL, changes.notify)
+                await pool.release(listener)
 
     app = FastAPI(
         title="Complaint reporting",
         version="1",
-        description="Case files and statistics, projected from the platform's events.",
+        description="Case files, statistics and the seeds' daily, weekly and monthly reports, "
+        "projected from the platform's events. Every report takes the filters branch_id, "
+        "pack, department, date_from and date_to (received days, REPORT_TIMEZONE) and "
+        "format=csv.",
         lifespan=lifespan,
     )
     answer_503_when_database_down(app, "The reporting database is unavailable. Retry shortly.")
+    app.state.report_timezone = settings.report_timezone
 
-    @app.get("/v1/reports/summary", response_model=Summary)
-    async def get_summary(
-        request: Request,
-        branch_id: Annotated[str | None, Query(max_length=100)] = None,
-    ) -> Summary:
+    async def read(request: Request, query: Callable[[DbConnection], Awaitable[T]]) -> T:
         pool: asyncpg.Pool = request.app.state.pool
         async with pool.acquire() as conn:
-            return await queries.summary(conn, branch_id)
+            return await query(conn)
+
+    def answer(report: Any, fmt: Format, name: str) -> Any:
+        if fmt == "json":
+            return report
+        return PlainTextResponse(
+            to_csv(rows_of(report)),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
+        )
+
+    def today() -> date:
+        return datetime.now(ZoneInfo(settings.report_timezone)).date()
+
+    csv_responses: dict[int | str, dict[str, Any]] = {
+        200: {"content": {"text/csv": {"schema": {"type": "string"}}}}
+    }
+
+    @app.get("/v1/reports/summary", response_model=Summary, responses=csv_responses)
+    async def get_summary(
+        request: Request,
+        scope: Scope,
+        as_of: Annotated[
+            datetime | None, Query(description="The counts as they stood at this moment.")
+        ] = None,
+        format: FormatQuery = "json",
+    ) -> Any:
+        report = await read(request, lambda conn: reports.summary(conn, scope, as_of))
+        return answer(report, format, "summary")
+
+    @app.get("/v1/reports/sla", response_model=SlaReport, responses=csv_responses)
+    async def get_sla(request: Request, scope: Scope, format: FormatQuery = "json") -> Any:
+        """On-time rate per clock, breaches, escalations by level."""
+        return answer(await read(request, lambda c: reports.sla(c, scope)), format, "sla")
+
+    @app.get("/v1/reports/response-times", response_model=ResponseTimes, responses=csv_responses)
+    async def get_response_times(
+        request: Request, scope: Scope, format: FormatQuery = "json"
+    ) -> Any:
+        """Assignment to first contact with the customer; time to close by category."""
+        report = await read(request, lambda c: reports.response_times(c, scope))
+        return answer(report, format, "response-times")
+
+    @app.get("/v1/reports/satisfaction", response_model=SatisfactionReport, responses=csv_responses)
+    async def get_satisfaction(request: Request, scope: Scope, format: FormatQuery = "json") -> Any:
+        """Scores by branch, department and person; reopen, not-upheld, return visits."""
+        report = await read(request, lambda c: reports.satisfaction(c, scope))
+        return answer(report, format, "satisfaction")
+
+    @app.get(
+        "/v1/reports/complaint-rate",
+        response_model=list[ComplaintRateRow],
+        responses=csv_responses,
+    )
+    async def get_complaint_rate(
+        request: Request, scope: Scope, format: FormatQuery = "json"
+    ) -> Any:
+        """Complaints ÷ services delivered (branches post volumes to intake), per branch."""
+        targets = {
+            branch.id: pack.complaint_rate_target
+            for pack in packs.current.packs.values()
+            if pack.complaint_rate_target is not None
+            for branch in pack.branches
+        }
+        report = await read(request, lambda c: reports.complaint_rate(c, scope, targets))
+        return answer(report, format, "complaint-rate")
+
+    @app.get("/v1/reports/daily", response_model=DailyReport, responses=csv_responses)
+    async def get_daily(
+        request: Request,
+        scope: Scope,
+        day: Annotated[date | None, Query(description="Default: today.")] = None,
+        format: FormatQuery = "json",
+    ) -> Any:
+        """The daily classification report: the day's complaints by category."""
+        chosen = day or today()
+        report = await read(request, lambda c: reports.daily(c, scope, chosen))
+        return answer(report, format, f"daily-{chosen}")
+
+    @app.get("/v1/reports/weekly", response_model=WeeklyReport, responses=csv_responses)
+    async def get_weekly(
+        request: Request,
+        scope: Scope,
+        week_start: Annotated[
+            date | None, Query(description="A Monday; default: this week's.")
+        ] = None,
+        format: FormatQuery = "json",
+    ) -> Any:
+        """The weekly department summary and the categories rising week over week."""
+        start = week_start or today() - timedelta(days=today().weekday())
+        report = await read(request, lambda c: reports.weekly(c, scope, start))
+        return answer(report, format, f"weekly-{start}")
+
+    @app.get("/v1/reports/monthly", response_model=MonthlyReport, responses=csv_responses)
+    async def get_monthly(
+        request: Request,
+        scope: Scope,
+        month: Annotated[
+            str | None, Query(pattern=r"^\d{4}-\d{2}$", description="YYYY-MM; default: last month.")
+        ] = None,
+        format: FormatQuery = "json",
+    ) -> Any:
+        """客诉案件统计表: last month's closed cases, responsibility, loss and compensation."""
+        first = (
+            date.fromisoformat(f"{month}-01")
+            if month
+            else (today().replace(day=1) - timedelta(days=1)).replace(day=1)
+        )
+        report = await read(request, lambda c: reports.monthly(c, scope, first))
+        return answer(report, format, f"monthly-{first:%Y-%m}")
+
+    @app.get("/v1/reports/late-cases", response_model=list[LateCase], responses=csv_responses)
+    async def get_late_cases(
+        request: Request,
+        scope: Scope,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+        format: FormatQuery = "json",
+    ) -> Any:
+        """Open cases past a deadline, the longest overdue first."""
+        report = await read(request, lambda c: reports.late_cases(c, scope, limit))
+        return answer(report, format, "late-cases")
+
+    async def dashboard(conn: DbConnection, scope: Filters) -> Dashboard:
+        return Dashboard(
+            generated_at=datetime.now(UTC),
+            summary=await reports.summary(conn, scope),
+            sla=await reports.sla(conn, scope),
+            satisfaction=await reports.satisfaction(conn, scope),
+            late_cases=await reports.late_cases(conn, scope, 20),
+        )
+
+    @app.get("/v1/reports/dashboard", response_model=Dashboard)
+    async def get_dashboard(request: Request, scope: Scope) -> Dashboard:
+        """Everything the dashboard shows, in one read."""
+        return await read(request, lambda c: dashboard(c, scope))
+
+    @app.get("/v1/stream", response_class=EventSourceResponse)
+    async def stream(request: Request, scope: Scope) -> EventSourceResponse:
+        """Server-sent events: ``dashboard`` with the Dashboard JSON, on connect and after
+        each change to the projections (at most once a second)."""
+
+        async def events() -> AsyncIterator[ServerSentEvent]:
+            seen = -1
+            while True:
+                if seen != changes.version:
+                    seen = changes.version
+                    current = await read(request, lambda c: dashboard(c, scope))
+                    yield ServerSentEvent(data=current.model_dump_json(), event="dashboard")
+                    await asyncio.sleep(STREAM_INTERVAL_SECONDS)
+                await changes.after(seen, STREAM_KEEPALIVE_SECONDS)
+
+        return EventSourceResponse(events(), ping=int(STREAM_KEEPALIVE_SECONDS))
+
+    @app.get("/", include_in_schema=False)
+    async def dashboard_page() -> Response:
+        return FileResponse(STATIC / "dashboard.html", media_type="text/html; charset=utf-8")
 
     @app.get(
         "/v1/cases/{complaint_no}",
@@ -85,9 +333,7 @@ def build_app(settings: ReportingSettings) -> FastAPI:
         request: Request,
         complaint_no: Annotated[str, PathParam(pattern=r"^\d{9,}$")],
     ) -> CaseFile:
-        pool: asyncpg.Pool = request.app.state.pool
-        async with pool.acquire() as conn:
-            case = await queries.case_file(conn, complaint_no)
+        case = await read(request, lambda c: queries.case_file(c, complaint_no))
         if case is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no complaint {complaint_no}")
         return case

@@ -16,11 +16,26 @@ from shared.contracts import (
     ClockStopped,
     ComplaintAssigned,
     ComplaintReceived,
+    EscalationRaised,
     Event,
     NotificationEvent,
     NotificationFailed,
     NotificationUnconfirmed,
 )
+from shared.contracts.intake import (
+    CompensationRecorded,
+    ComplaintAcknowledged,
+    ComplaintAnsweredOnSpot,
+    ComplaintClosed,
+    ComplaintEscalated,
+    ComplaintNotUpheld,
+    ComplaintReopened,
+    DecisionCommunicated,
+    FeedbackReceived,
+    ReturnVisitRecorded,
+    ServiceVolumeRecorded,
+)
+from shared.contracts.sla import ReturnVisitDue
 from shared.db import DbConnection
 from shared.inbox import first_delivery
 from shared.redact import mask_email, mask_phone
@@ -40,10 +55,25 @@ def timeline_details(event: Event) -> dict[str, Any]:
     return details
 
 
+CHANGED_CHANNEL = "reporting_changed"
+_CONTACT = (
+    ComplaintAcknowledged,
+    DecisionCommunicated,
+    ComplaintAnsweredOnSpot,
+    ComplaintNotUpheld,
+)
+_DECISION = (DecisionCommunicated, ComplaintAnsweredOnSpot, ComplaintNotUpheld)
+
+
 async def apply_event(conn: DbConnection, event: Event) -> bool:
     """Project ``event``; False if it had been projected before."""
     if not await first_delivery(conn, event):
         return False
+    # Dashboards listening learn of the change when this transaction commits.
+    await conn.execute("SELECT pg_notify($1, '')", CHANGED_CHANNEL)
+    if isinstance(event, ServiceVolumeRecorded):
+        await _service_volume(conn, event)
+        return True
     await conn.execute(
         """INSERT INTO case_timeline (event_id, complaint_no, event_type, producer, occurred_at,
                details)
@@ -57,6 +87,7 @@ async def apply_event(conn: DbConnection, event: Event) -> bool:
     )
     if isinstance(event, CaseEvent):
         await _case_event(conn, event)
+        await _case_milestones(conn, event)
     if isinstance(event, ComplaintReceived):
         await _received(conn, event)
     elif isinstance(event, ComplaintAssigned):
@@ -67,7 +98,123 @@ async def apply_event(conn: DbConnection, event: Event) -> bool:
         await _clock_changed(conn, event)
     elif isinstance(event, NotificationEvent):
         await _notification(conn, event)
+    elif isinstance(event, EscalationRaised):
+        await _escalation(conn, event, level=event.level, reason=event.reason, source="sla")
     return True
+
+
+async def _case_milestones(conn: DbConnection, event: CaseEvent) -> None:
+    """What the reports count: contacts, decisions, closing, feedback, visits, money."""
+    await conn.execute(
+        """INSERT INTO case_status_history (event_id, complaint_no, sequence, status, event_type,
+               occurred_at)
+           VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (event_id) DO NOTHING""",
+        event.event_id,
+        event.complaint_no,
+        event.sequence,
+        event.status.value,
+        event.event_type,
+        event.occurred_at,
+    )
+    if isinstance(event, _CONTACT):
+        # LEAST ignores NULL: the earliest contact stands whatever the arrival order.
+        await conn.execute(
+            """UPDATE cases SET first_contact_at = LEAST(first_contact_at, $2)
+               WHERE complaint_no = $1""",
+            event.complaint_no,
+            event.occurred_at,
+        )
+    if isinstance(event, _DECISION):
+        await conn.execute(
+            """UPDATE cases SET decided_at = LEAST(decided_at, $2), not_upheld = not_upheld OR $3
+               WHERE complaint_no = $1""",
+            event.complaint_no,
+            event.occurred_at,
+            isinstance(event, ComplaintNotUpheld),
+        )
+    if isinstance(event, ComplaintClosed):
+        await conn.execute(
+            "UPDATE cases SET closed_at = $2 WHERE complaint_no = $1",
+            event.complaint_no,
+            event.occurred_at,
+        )
+    elif isinstance(event, ComplaintReopened):
+        await conn.execute(
+            "UPDATE cases SET closed_at = NULL, reopened = reopened + 1 WHERE complaint_no = $1",
+            event.complaint_no,
+        )
+    elif isinstance(event, FeedbackReceived):
+        await conn.execute(
+            """INSERT INTO case_feedback (event_id, complaint_no, round, quality, attitude, speed,
+                   satisfied, comment, occurred_at)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (event_id) DO NOTHING""",
+            event.event_id,
+            event.complaint_no,
+            event.round,
+            event.quality,
+            event.attitude,
+            event.speed,
+            event.satisfied,
+            event.comment,
+            event.occurred_at,
+        )
+    elif isinstance(event, ReturnVisitRecorded):
+        await conn.execute(
+            """INSERT INTO case_return_visits (event_id, complaint_no, method, outcome, satisfied,
+                   occurred_at)
+               VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (event_id) DO NOTHING""",
+            event.event_id,
+            event.complaint_no,
+            event.method,
+            event.outcome,
+            event.satisfied,
+            event.occurred_at,
+        )
+    elif isinstance(event, CompensationRecorded):
+        await conn.execute(
+            """INSERT INTO case_compensation (event_id, complaint_no, compensation, loss, currency,
+                   responsible_department, share, occurred_at)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (event_id) DO NOTHING""",
+            event.event_id,
+            event.complaint_no,
+            event.compensation_amount,
+            event.loss_amount,
+            event.currency,
+            event.responsible_department,
+            event.share,
+            event.occurred_at,
+        )
+    elif isinstance(event, ComplaintEscalated):
+        await _escalation(conn, event, level=None, reason=event.reason, source="intake")
+
+
+async def _escalation(
+    conn: DbConnection, event: Event, *, level: int | None, reason: str, source: str
+) -> None:
+    await conn.execute(
+        """INSERT INTO case_escalations (event_id, complaint_no, level, reason, source, occurred_at)
+           VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (event_id) DO NOTHING""",
+        event.event_id,
+        event.complaint_no,
+        level,
+        reason,
+        source,
+        event.occurred_at,
+    )
+
+
+async def _service_volume(conn: DbConnection, event: ServiceVolumeRecorded) -> None:
+    await conn.execute(
+        """INSERT INTO service_volumes (branch_id, day, services, occurred_at)
+           VALUES ($1, $2, $3, $4)
+           ON CONFLICT (branch_id, day) DO UPDATE
+               SET services = EXCLUDED.services, occurred_at = EXCLUDED.occurred_at
+               WHERE service_volumes.occurred_at < EXCLUDED.occurred_at""",
+        event.branch_id,
+        event.day,
+        event.services,
+        event.occurred_at,
+    )
 
 
 async def _ensure_case(conn: DbConnection, event: Event) -> None:
@@ -172,6 +319,15 @@ async def _clock_changed(conn: DbConnection, event: ClockEvent) -> None:
             event.clock_id,
             event.outcome,
             event.stopped_at,
+        )
+    elif isinstance(event, ReturnVisitDue):
+        await conn.execute(
+            """INSERT INTO case_return_visits_due (event_id, complaint_no, clock_id, due_at)
+               VALUES ($1, $2, $3, $4) ON CONFLICT (event_id) DO NOTHING""",
+            event.event_id,
+            event.complaint_no,
+            event.clock_id,
+            event.due_at,
         )
     elif isinstance(event, ClockBreached):
         await conn.execute(

@@ -3,39 +3,21 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from services.reporting.api import (
     AssigneeView,
     AssignmentView,
     CaseFile,
     ClockView,
+    CompensationView,
+    EscalationView,
+    FeedbackView,
     NotificationView,
-    Summary,
+    ReturnVisitView,
     TimelineEntry,
 )
 from shared.db import DbConnection
-
-
-async def summary(conn: DbConnection, branch_id: str | None) -> Summary:
-    rows = await conn.fetch(
-        """SELECT GROUPING(status) = 0 AS by_status, GROUPING(category) = 0 AS by_category,
-                  GROUPING(branch_id) = 0 AS by_branch, status, category, branch_id,
-                  count(*) AS n
-           FROM cases WHERE $1::text IS NULL OR branch_id = $1
-           GROUP BY GROUPING SETS ((), (status), (category), (branch_id))""",
-        branch_id,
-    )
-    result = Summary(total=0, by_status={}, by_category={}, by_branch={})
-    for row in rows:
-        if row["by_status"]:
-            result.by_status[row["status"]] = row["n"]
-        elif row["by_category"]:
-            result.by_category[row["category"] or "unknown"] = row["n"]
-        elif row["by_branch"]:
-            result.by_branch[row["branch_id"]] = row["n"]
-        else:
-            result.total = row["n"]
-    return result
 
 
 async def case_file(conn: DbConnection, complaint_no: str) -> CaseFile | None:
@@ -60,6 +42,27 @@ async def case_file(conn: DbConnection, complaint_no: str) -> CaseFile | None:
     timeline = await conn.fetch(
         "SELECT * FROM case_timeline WHERE complaint_no = $1 ORDER BY occurred_at, event_id",
         complaint_no,
+    )
+
+    async def rows(sql: str) -> list[dict[str, Any]]:
+        return [dict(row) for row in await conn.fetch(sql, complaint_no)]
+
+    feedback = await rows(
+        """SELECT round, quality, attitude, speed, satisfied, comment, occurred_at
+           FROM case_feedback WHERE complaint_no = $1 ORDER BY occurred_at"""
+    )
+    visits = await rows(
+        """SELECT method, outcome, satisfied, occurred_at FROM case_return_visits
+           WHERE complaint_no = $1 ORDER BY occurred_at"""
+    )
+    compensation = await rows(
+        """SELECT compensation::float8 AS compensation, loss::float8 AS loss, currency,
+                  responsible_department, share::float8 AS share, occurred_at
+           FROM case_compensation WHERE complaint_no = $1 ORDER BY occurred_at"""
+    )
+    escalations = await rows(
+        """SELECT level, reason, source, occurred_at FROM case_escalations
+           WHERE complaint_no = $1 ORDER BY occurred_at"""
     )
     assignment = None
     if case["department"] is not None:
@@ -99,4 +102,10 @@ async def case_file(conn: DbConnection, complaint_no: str) -> CaseFile | None:
             )
             for row in timeline
         ],
+        round=case["round"],
+        closed_at=case["closed_at"],
+        feedback=[FeedbackView(**row) for row in feedback],
+        return_visits=[ReturnVisitView(**row) for row in visits],
+        compensation=[CompensationView(**row) for row in compensation],
+        escalations=[EscalationView(**row) for row in escalations],
     )

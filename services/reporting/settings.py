@@ -8,3 +8,6 @@ from shared.settings import ServiceSettings
 class ReportingSettings(ServiceSettings):
     reporting_host: str = Field(default="127.0.0.1", description="Address the HTTP API binds to.")
     reporting_port: int = Field(default=8005, description="Port of the HTTP API.")
+    report_timezone: str = Field(
+        default="Asia/Shanghai", description="Time zone whose calendar days the reports count."
+    )

@@ -4,7 +4,7 @@ import json
 
 import asyncpg
 
-from services.reporting import queries
+from services.reporting import queries, reports
 from services.reporting.app import MIGRATIONS, SCHEMA
 from services.reporting.projections import apply_event
 from shared.contracts import Event, decode_event
@@ -61,7 +61,7 @@ async def test_the_case_file_is_the_same_whatever_the_arrival_order_and_redelive
     second = await _project(database_url, scrambled)
     try:
         again = await queries.case_file(second, "261122001")
-        summary = await queries.summary(second, None)
+        summary = await reports.summary(second, reports.Filters())
     finally:
         await second.close()
 
