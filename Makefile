@@ -62,6 +62,7 @@ docs: $(STAMP)
 # TEST_INFRA=local (default without Docker) starts the test stack itself and stops it after.
 .PHONY: test
 test: lint
+	bash deploy/local/ensure_chromium.sh
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 .PHONY: clean

@@ -34,7 +34,7 @@ from services.reporting.api import (
     WeeklyReport,
 )
 from services.reporting.csv_export import rows_of, to_csv
-from services.reporting.projections import CHANGED_CHANNEL, apply_event
+from services.reporting.projections import CHANGED_CHANNEL, SWAP_LOCK, apply_event
 from services.reporting.reports import Filters
 from services.reporting.settings import ReportingSettings
 from shared.consumer import subscribe_events
@@ -123,6 +123,9 @@ def build_app(settings: ReportingSettings) -> FastAPI:
 
     async def project(event: Event) -> None:
         async with holder.pool.acquire() as conn, conn.transaction():
+            # A rebuild swapping schemas takes this exclusively: wait for it, not write
+            # into tables about to be dropped.
+            await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", SWAP_LOCK)
             projected = await apply_event(conn, event)
         if projected:
             log.debug("event projected")

@@ -56,6 +56,8 @@ def timeline_details(event: Event) -> dict[str, Any]:
 
 
 CHANGED_CHANNEL = "reporting_changed"
+# Live projecting holds this lock shared; a rebuild takes it exclusively to swap schemas.
+SWAP_LOCK = 0x5245504F
 _CONTACT = (
     ComplaintAcknowledged,
     DecisionCommunicated,

@@ -374,7 +374,6 @@ async def weekly(conn: DbConnection, filters: Filters, week_start: date) -> Week
     closed_day = filters.day("c", params, column="closed_at")
     due_day = filters.day("k", params, column="due_at")
     start, end = _bind(params, week_start), _bind(params, week_end)
-    previous = _bind(params, week_start - timedelta(days=7))
     departments = await conn.fetch(
         f"""SELECT coalesce(c.department, 'unassigned') AS department,
                    count(*) FILTER (WHERE {received_day} BETWEEN {start} AND {end}) AS received,
@@ -393,6 +392,11 @@ async def weekly(conn: DbConnection, filters: Filters, week_start: date) -> Week
             ORDER BY 1""",  # noqa: S608
         *params,
     )
+    params = []
+    where = filters.where(params)
+    received_day = filters.day("c", params)
+    start, end = _bind(params, week_start), _bind(params, week_end)
+    previous = _bind(params, week_start - timedelta(days=7))
     trend = await conn.fetch(
         f"""SELECT coalesce(c.category, 'unknown') AS category,
                    count(*) FILTER (WHERE {received_day} BETWEEN {start} AND {end}) AS this_week,

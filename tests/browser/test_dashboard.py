@@ -1,0 +1,539 @@
+"""The live dashboard (services/reporting/static/dashboard.html) in a real headless Chromium.
+
+A small FastAPI app stands in for reporting: it serves the real page at /, and fake
+/v1/reports/dashboard, /v1/cases/{no} and /v1/stream (server-sent events) whose payloads
+are built from reporting's own pydantic models, so a change of the contract breaks this
+test. The test pushes dashboard messages down the stream and watches the page follow
+them without reloading.
+
+Needs Debian's chromium and chromium-driver (deploy/local/ensure_chromium.sh installs
+them); CHROMIUM_BINARY and CHROMEDRIVER point elsewhere. Without them the test fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import threading
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import FileResponse, StreamingResponse
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+from services.reporting.api import (
+    AssigneeView,
+    AssignmentView,
+    Backlog,
+    CaseFile,
+    ClockStats,
+    ClockView,
+    Dashboard,
+    LateCase,
+    NotificationView,
+    SatisfactionReport,
+    ScoreStats,
+    SlaReport,
+    Summary,
+    TimelineEntry,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+PAGE = REPO / "services" / "reporting" / "static" / "dashboard.html"
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+WAIT_SECONDS = 10
+NOW = datetime(2026, 11, 22, 9, 30, tzinfo=UTC)
+
+FIRST_LATE = "261120003"
+NEW_LATE = "261122004"
+
+
+# --- Payloads, built from reporting's models ----------------------------------------------
+
+
+def late_case(no: str, *, status: str, clock: str, overdue_hours: float) -> LateCase:
+    return LateCase(
+        complaint_no=no,
+        branch_id="hotel-demo",
+        category="service_attitude",
+        status=status,
+        assignee_name="李静",
+        clock=clock,
+        due_at=NOW - timedelta(hours=overdue_hours),
+        overdue_hours=overdue_hours,
+    )
+
+
+def dashboard(total: int, late: list[LateCase], *, minute: int = 0) -> Dashboard:
+    open_cases = total - 1
+    by_day = {(NOW - timedelta(days=d)).date().isoformat(): (d * 7) % 4 for d in range(1, 10)}
+    by_day[NOW.date().isoformat()] = total - sum(by_day.values()) if total > 12 else 1
+    return Dashboard(
+        generated_at=NOW + timedelta(minutes=minute),
+        summary=Summary(
+            as_of=None,
+            total=total,
+            by_status={"received": 1, "assigned": open_cases - 1, "closed": 1},
+            by_category={"service_attitude": total - 1, "billing": 1},
+            by_branch={"hotel-demo": total},
+            by_pack={"hotel": total},
+            by_department={"front-office": total},
+            by_channel={"phone": total},
+            by_day=by_day,
+            backlog=Backlog(
+                open=open_cases,
+                by_age={"<1d": 1, "1-3d": open_cases - 2, "3-7d": 1, ">7d": 0},
+                oldest_hours=80.5,
+            ),
+        ),
+        sla=SlaReport(
+            clocks=[
+                ClockStats(
+                    clock="acknowledgement",
+                    stopped=10,
+                    met=9,
+                    breached=1,
+                    on_time_rate=0.9,
+                    running=1,
+                    overdue=0,
+                ),
+                ClockStats(
+                    clock="resolution",
+                    stopped=4,
+                    met=3,
+                    breached=1,
+                    on_time_rate=0.75,
+                    running=2,
+                    overdue=len(late),
+                ),
+                ClockStats(
+                    clock="return_visit",
+                    stopped=0,
+                    met=0,
+                    breached=0,
+                    on_time_rate=None,
+                    running=1,
+                    overdue=0,
+                ),
+            ],
+            breaches=2,
+            escalations_by_level={"1": 2},
+        ),
+        satisfaction=SatisfactionReport(
+            overall=ScoreStats(count=6, mean=4.17, distribution={"3": 1, "4": 3, "5": 2}),
+            by_branch={},
+            by_department={},
+            by_person={},
+            reopen_rate=0.125,
+            not_upheld_rate=0.05,
+            return_visits_due=2,
+            return_visits_done=1,
+            return_visit_completion=0.5,
+        ),
+        late_cases=late,
+    )
+
+
+def case_file(no: str, status: str) -> CaseFile:
+    received = NOW - timedelta(hours=30)
+    return CaseFile(
+        complaint_no=no,
+        status=status,
+        branch_id="hotel-demo",
+        pack="hotel",
+        category="service_attitude",
+        channel="phone",
+        severity="major",
+        region=None,
+        customer_type="in_house_guest",
+        first_contact_staff="fo-agent",
+        received_at=received,
+        assignment=AssignmentView(
+            department="front-office",
+            assignee=AssigneeView(staff_id="fo-agent", name="李静"),
+            assigned_at=received + timedelta(minutes=5),
+        ),
+        clocks=[
+            ClockView(
+                clock_id=uuid.uuid4(),
+                name="resolution",
+                rule="in-house-guest-24h",
+                state="running",
+                started_at=received,
+                due_at=received + timedelta(hours=24),
+                target_seconds=24 * 3600,
+                calendar="elapsed",
+                round=1,
+                return_visit=False,
+                paused_seconds=0,
+                remaining_seconds=-6 * 3600,
+                stopped_at=None,
+            )
+        ],
+        notifications=[
+            NotificationView(
+                notification_id=uuid.uuid4(),
+                channel="sms",
+                recipient_masked="138****0000",
+                template="acknowledgement",
+                status="delivered",
+                occurred_at=received + timedelta(minutes=1),
+                reason=None,
+                to_customer=True,
+                dead_lettered=False,
+            )
+        ],
+        timeline=[
+            TimelineEntry(
+                event_id=uuid.uuid4(),
+                event_type=event_type,
+                producer=producer,
+                occurred_at=received + timedelta(minutes=minutes),
+                details={},
+            )
+            for event_type, producer, minutes in [
+                ("ComplaintReceived", "intake", 0),
+                ("ComplaintAssigned", "routing", 5),
+                ("SlaBreached", "sla", 24 * 60),
+                ("ComplaintEscalated", "sla", 24 * 60 + 1),
+            ]
+        ],
+    )
+
+
+# --- A fake reporting service ----------------------------------------------------------------
+
+
+class Hub:
+    """What the fake service answers, and the open streams; the test drives it from its thread."""
+
+    def __init__(self, first: Dashboard) -> None:
+        self.current = first
+        self.cases: dict[str, CaseFile] = {}
+        self.stream_queries: list[dict[str, str]] = []
+        self.dashboard_queries: list[dict[str, str]] = []
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._subscribers: set[asyncio.Queue[Dashboard | None]] = set()
+        self._open = asyncio.Event()
+        self._open.set()
+
+    def _in_loop(self, fn: Callable[[], object]) -> None:
+        assert self.loop is not None
+        self.loop.call_soon_threadsafe(fn)
+
+    def publish(self, message: Dashboard) -> None:
+        """Send one dashboard message down every open stream (and answer it from now on)."""
+        self.current = message
+        self._in_loop(lambda: [q.put_nowait(message) for q in self._subscribers])
+
+    def drop_streams(self) -> None:
+        self._in_loop(lambda: [q.put_nowait(None) for q in self._subscribers])
+
+    def hold_connections(self) -> None:
+        self._in_loop(self._open.clear)
+
+    def release_connections(self) -> None:
+        self._in_loop(self._open.set)
+
+    async def wait_open(self) -> None:
+        await self._open.wait()
+
+    @property
+    def streams(self) -> int:
+        return len(self._subscribers)
+
+    def subscribe(self) -> asyncio.Queue[Dashboard | None]:
+        queue: asyncio.Queue[Dashboard | None] = asyncio.Queue()
+        self._subscribers.add(queue)
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue[Dashboard | None]) -> None:
+        self._subscribers.discard(queue)
+
+    def close(self) -> None:
+        if self.loop is not None and not self.loop.is_closed():
+            self.drop_streams()
+
+
+def sse(message: Dashboard) -> str:
+    return f"event: dashboard\ndata: {message.model_dump_json()}\n\n"
+
+
+def fake_reporting(hub: Hub) -> FastAPI:
+    app = FastAPI()
+
+    @app.get("/")
+    async def page() -> FileResponse:
+        return FileResponse(PAGE, media_type="text/html")
+
+    @app.get("/v1/reports/dashboard", response_model=Dashboard)
+    async def get_dashboard(request: Request) -> Dashboard:
+        hub.dashboard_queries.append(dict(request.query_params))
+        return hub.current
+
+    @app.get("/v1/cases/{complaint_no}", response_model=CaseFile)
+    async def get_case(complaint_no: str) -> CaseFile:
+        if complaint_no not in hub.cases:
+            raise HTTPException(status_code=404, detail="no such case")
+        return hub.cases[complaint_no]
+
+    @app.get("/v1/stream")
+    async def stream(request: Request) -> StreamingResponse:
+        await hub.wait_open()
+        hub.stream_queries.append(dict(request.query_params))
+        queue = hub.subscribe()
+
+        async def frames() -> AsyncIterator[str]:
+            try:
+                yield "retry: 300\n\n"
+                yield sse(hub.current)
+                while (message := await queue.get()) is not None:
+                    yield sse(message)
+            finally:
+                hub.unsubscribe(queue)
+
+        return StreamingResponse(
+            frames(),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    return app
+
+
+@dataclass
+class Served:
+    url: str
+    hub: Hub
+
+
+@pytest.fixture
+def served() -> Iterator[Served]:
+    hub = Hub(
+        dashboard(
+            3, [late_case(FIRST_LATE, status="assigned", clock="resolution", overdue_hours=2.5)]
+        )
+    )
+    hub.cases[FIRST_LATE] = case_file(FIRST_LATE, "assigned")
+    hub.cases[NEW_LATE] = case_file(NEW_LATE, "escalated")
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        fake_reporting(hub), log_level="warning", lifespan="off", timeout_graceful_shutdown=2
+    )
+    server = uvicorn.Server(config)
+
+    async def serve() -> None:
+        hub.loop = asyncio.get_running_loop()
+        await server.serve(sockets=[sock])
+
+    thread = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True)
+    thread.start()
+    for _ in range(200):
+        if server.started:
+            break
+        thread.join(0.025)
+    assert server.started, "the fake reporting service did not start"
+    try:
+        yield Served(f"http://127.0.0.1:{port}", hub)
+    finally:
+        hub.close()
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
+# --- Headless Chromium -----------------------------------------------------------------------
+
+
+def chromium_paths() -> tuple[str, str]:
+    browser = os.environ.get("CHROMIUM_BINARY") or next(
+        filter(None, map(shutil.which, ["chromium", "chromium-browser", "google-chrome"])), None
+    )
+    driver = os.environ.get("CHROMEDRIVER") or shutil.which("chromedriver")
+    if browser is None or driver is None:
+        missing = " and ".join(
+            name for name, path in [("chromium", browser), ("chromedriver", driver)] if path is None
+        )
+        pytest.fail(
+            f"The dashboard's browser test needs {missing}: not found on PATH. "
+            "Install them with `bash deploy/local/ensure_chromium.sh` (Debian's chromium and "
+            "chromium-driver), or set CHROMIUM_BINARY and CHROMEDRIVER.",
+            pytrace=False,
+        )
+    return browser, driver
+
+
+@pytest.fixture
+def browser() -> Iterator[webdriver.Chrome]:
+    binary, driver_path = chromium_paths()
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    for argument in [
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--disable-extensions",
+        "--no-first-run",
+        "--lang=en-US",
+        "--window-size=1440,1000",
+    ]:
+        options.add_argument(argument)
+    driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
+    driver.set_page_load_timeout(WAIT_SECONDS)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def wait_for(driver: webdriver.Chrome, what: str, check: Callable[[], Any]) -> Any:
+    def attempt(_: webdriver.Chrome) -> Any:
+        return check()
+
+    try:
+        return WebDriverWait(driver, WAIT_SECONDS, poll_frequency=0.05).until(attempt)
+    except Exception as error:
+        raise AssertionError(f"timed out waiting for {what}") from error
+
+
+def text(driver: webdriver.Chrome, selector: str) -> str:
+    return str(driver.find_element(By.CSS_SELECTOR, selector).text).strip()
+
+
+def wait_text(driver: webdriver.Chrome, selector: str, expected: str) -> None:
+    seen: list[str] = []
+
+    def matches() -> bool:
+        found = driver.find_elements(By.CSS_SELECTOR, selector)
+        seen.append(found[0].text.strip() if found else "<missing>")
+        return seen[-1] == expected
+
+    try:
+        wait_for(driver, f"{selector} to read {expected!r}", matches)
+    except AssertionError as error:
+        raise AssertionError(f"{error}; last saw {seen[-1:]!r}") from None
+
+
+def live_state(driver: webdriver.Chrome) -> str:
+    return str(driver.find_element(By.ID, "live").get_attribute("data-state"))
+
+
+def full_page_screenshot(driver: webdriver.Chrome, path: Path) -> None:
+    """The whole page: the viewport made as tall as the page (headless caps window sizes)."""
+    height = int(driver.execute_script("return document.documentElement.scrollHeight"))
+    metrics = {"width": 1440, "height": min(height, 4000), "deviceScaleFactor": 1, "mobile": False}
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        assert driver.save_screenshot(str(path)), f"could not save {path}"
+    finally:
+        driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
+# --- The test --------------------------------------------------------------------------------
+
+
+def test_dashboard_follows_the_stream(served: Served, browser: webdriver.Chrome) -> None:
+    hub = served.hub
+    browser.get(f"{served.url}/?lang=zh")
+
+    # The first message: three complaints, one late case, and the stream is live.
+    wait_text(browser, "#total", "3")
+    wait_for(browser, "the live indicator", lambda: live_state(browser) == "live")
+    assert text(browser, "#live") == "实时"
+    assert text(browser, "#backlog") == "2"
+    assert text(browser, "#on-time") == "85.7%"  # (9 + 3) met of (10 + 4) ended
+    assert text(browser, "#breaches") == "2"
+    assert text(browser, "#reopen-rate") == "12.5%"
+    assert text(browser, "#satisfaction").startswith("4.17")
+    rows = browser.find_elements(By.CSS_SELECTOR, "#late-cases tr[data-complaint-no]")
+    assert [row.get_attribute("data-complaint-no") for row in rows] == [FIRST_LATE]
+    for chart in ["backlog", "by-day", "sla", "satisfaction", "status"]:
+        assert browser.find_elements(
+            By.CSS_SELECTOR, f"#chart-{chart} svg rect, #chart-{chart} svg circle"
+        ), chart
+
+    # A second message, one more complaint and a new late case: the page follows, no reload.
+    browser.execute_script("window.__marker = 1")
+    wait_for(browser, "the stream to be subscribed", lambda: hub.streams)
+    hub.publish(
+        dashboard(
+            4,
+            [
+                late_case(NEW_LATE, status="escalated", clock="resolution", overdue_hours=6),
+                late_case(FIRST_LATE, status="assigned", clock="resolution", overdue_hours=2.5),
+            ],
+            minute=1,
+        )
+    )
+    wait_text(browser, "#total", "4")
+    assert browser.execute_script("return window.__marker") == 1, "the page reloaded"
+    new_row = browser.find_element(
+        By.CSS_SELECTOR, f'#late-cases tr[data-complaint-no="{NEW_LATE}"]'
+    )
+    assert "escalated" in new_row.text
+    assert "6.0" in new_row.text
+    full_page_screenshot(browser, ARTIFACTS / "dashboard-zh.png")
+
+    # Its complaint number opens the case file in the side panel.
+    new_row.find_element(By.CSS_SELECTOR, "a").click()
+    wait_text(browser, "#case-status", "escalated")
+    panel = browser.find_element(By.ID, "case-panel")
+    assert panel.is_displayed()
+    assert NEW_LATE in text(browser, "#case-title")
+    assert "ComplaintEscalated" in panel.text
+    assert "李静" in panel.text
+    assert "处理记录" in panel.text
+
+    # The language switch relabels the page, the open panel included.
+    assert text(browser, "[data-i18n=tile_total]") == "投诉总数"
+    browser.find_element(By.ID, "lang-en").click()
+    wait_text(browser, "[data-i18n=tile_total]", "Total complaints")
+    assert text(browser, "#live") == "Live"
+    assert "timeline" in panel.text.lower()
+    assert browser.find_element(By.ID, "lang-en").get_attribute("aria-pressed") == "true"
+    assert browser.execute_script("return document.documentElement.lang") == "en"
+    full_page_screenshot(browser, ARTIFACTS / "dashboard-case.png")
+    browser.find_element(By.ID, "case-close").click()
+    wait_for(browser, "the case panel to close", lambda: not panel.is_displayed())
+
+    # The stream drops: the page says so, reconnects by itself and catches up.
+    hub.hold_connections()
+    hub.drop_streams()
+    wait_for(browser, "'reconnecting'", lambda: live_state(browser) == "reconnecting")
+    assert "Reconnecting" in text(browser, "#live")
+    hub.current = dashboard(5, hub.current.late_cases, minute=2)
+    hub.release_connections()
+    wait_text(browser, "#total", "5")
+    wait_for(browser, "the live indicator", lambda: live_state(browser) == "live")
+    assert browser.execute_script("return window.__marker") == 1, "the page reloaded"
+
+    # The filters reopen the stream with their query parameters.
+    branch = browser.find_element(By.ID, "f-branch")
+    branch.send_keys("hotel-demo")
+    browser.find_element(By.ID, "f-department").send_keys("front-office")
+    browser.find_element(By.ID, "f-apply").click()
+    wanted = {"branch_id": "hotel-demo", "department": "front-office"}
+    wait_for(browser, "a filtered stream", lambda: hub.stream_queries[-1] == wanted)
+    assert wanted in hub.dashboard_queries
+    assert "branch_id=hotel-demo" in browser.current_url
+    wait_for(browser, "the live indicator", lambda: live_state(browser) == "live")
+
+    full_page_screenshot(browser, ARTIFACTS / "dashboard.png")
