@@ -16,7 +16,7 @@ help:
 	@echo "make test   set everything up and run every test against real Kafka and PostgreSQL"
 	@echo "make lint   ruff check, ruff format --check, mypy --strict"
 	@echo "make docs   regenerate the AsyncAPI documents in docs/asyncapi/"
-	@echo "make demo   with make run going: one complaint for each pack's demo branch"
+	@echo "make demo   with make run going: two minutes of realistic traffic from every demo branch (watch http://127.0.0.1:8005/)"
 	@echo "make infra-up / infra-down [STACK=dev|test]   local Kafka and PostgreSQL only"
 
 $(STAMP): pyproject.toml requirements.lock
@@ -44,7 +44,8 @@ infra-down: $(STAMP)
 run: $(STAMP)
 	$(PY) deploy/local/run.py
 
-# With `make run` going in another terminal: one complaint per demo branch.
+# With `make run` going in another terminal: submissions over HTTP and Kafka, staff
+# actions, feedback, late cases and service volumes from every pack's demo branch.
 .PHONY: demo
 demo: $(STAMP)
 	$(PY) deploy/local/demo.py

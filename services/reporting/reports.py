@@ -336,7 +336,7 @@ async def complaint_rate(
 
 
 async def daily(conn: DbConnection, filters: Filters, day: date) -> DailyReport:
-    """The daily classification report (000 第一篇 十二 6(1)): the day's complaints by
+    """The daily classification report (000 第一篇 十二 6): the day's complaints by
     category, with their severity and where they stand now."""
     scoped = Filters(**{**filters.__dict__, "date_from": day, "date_to": day})
     params: list[Any] = []
@@ -425,8 +425,8 @@ async def weekly(conn: DbConnection, filters: Filters, week_start: date) -> Week
 
 
 async def monthly(conn: DbConnection, filters: Filters, month: date) -> MonthlyReport:
-    """客诉案件统计表 (000 第二篇 9(六)): the month's closed cases, who was responsible,
-    and what they cost; due by the 10th of the next month."""
+    """客诉案件统计表 (000 第二篇 9(九), 9(六)): the month's closed cases, who was
+    responsible, and what they cost; due by the 10th of the next month."""
     first = month.replace(day=1)
     following = (first + timedelta(days=32)).replace(day=1)
     params: list[Any] = []
