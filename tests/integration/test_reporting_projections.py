@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import json
+import uuid
 
 import asyncpg
+import pytest
 
 from services.reporting import queries, reports
 from services.reporting.app import MIGRATIONS, SCHEMA
@@ -115,3 +117,33 @@ async def test_a_notification_shows_its_latest_state_and_every_step_is_in_the_ti
     assert (notification.status, notification.to_customer) == ("delivered", True)
     steps = [e.event_type for e in case.timeline if e.event_type.startswith("Notification")]
     assert steps == life[1:]
+
+
+async def test_a_bi_login_reads_the_views_and_nothing_else(database_url: str) -> None:
+    conn = await _project(database_url, ["ComplaintReceived", "ComplaintAssigned"])
+    login = f"bi_{uuid.uuid4().hex[:8]}"
+    try:
+        await conn.execute(f"CREATE ROLE {login} LOGIN IN ROLE complaints_bi")
+        reader = await asyncpg.connect(database_url, user=login)
+        try:
+            (case,) = await reader.fetch("SELECT * FROM reporting.bi_cases")
+            assert case["complaint_no"] == "261122001"
+            assert case["department"] == "engineering"
+            for view in (
+                "bi_clocks",
+                "bi_feedback",
+                "bi_compensation",
+                "bi_escalations",
+                "bi_notifications",
+                "bi_service_volumes",
+            ):
+                await reader.fetch(f"SELECT * FROM reporting.{view}")
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await reader.fetch("SELECT * FROM reporting.cases")
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await reader.execute("DELETE FROM reporting.bi_cases")
+        finally:
+            await reader.close()
+    finally:
+        await conn.execute(f"DROP ROLE IF EXISTS {login}")
+        await conn.close()

@@ -305,6 +305,22 @@ async def test_every_report_equals_the_figures_from_the_raw_events(
         by_status = {r["key"]: int(r["count"]) for r in rows if r["dimension"] == "status"}
         assert by_status == reports_now["summary"]["by_status"]
 
+        # Every report has its CSV form: a header and rows.
+        for path in (
+            "sla",
+            "satisfaction",
+            "response-times",
+            "complaint-rate",
+            "daily",
+            "weekly",
+            "monthly",
+            "late-cases",
+        ):
+            answer = await reporting.get(f"/v1/reports/{path}", params={"format": "csv"})
+            assert answer.status_code == 200, (path, answer.text)
+            assert answer.headers["content-type"].startswith("text/csv")
+            assert len(list(csv.DictReader(io.StringIO(answer.text)))) > 0, path
+
         # Filters: one pack's summary is that pack's share.
         hotel = (await reporting.get("/v1/reports/summary", params={"pack": "hotel"})).json()
         assert hotel["total"] == independent.summary()["by_pack"]["hotel"]

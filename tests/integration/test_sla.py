@@ -201,7 +201,14 @@ async def test_a_pack_change_recomputes_open_clocks_only_when_the_pack_says_so(
         await produce(
             bootstrap,
             topics.intake.name,
-            [received("261122401", "facilities", occurred_at=now.isoformat())],
+            [
+                received(
+                    "261122401",
+                    "facilities",
+                    occurred_at=now.isoformat(),
+                    received_at=now.isoformat(),
+                )
+            ],
         )
 
         async def started() -> bool:
@@ -246,6 +253,7 @@ async def test_a_delivered_project_gets_its_visits_one_after_another(
         branch="it-services-demo",
         pack="it-services",
         occurred_at=now.isoformat(),
+        received_at=now.isoformat(),
     )
     project = {
         **case_event("ProjectDelivered", "261122501", 2),
