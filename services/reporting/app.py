@@ -273,11 +273,16 @@ def build_app(settings: ReportingSettings) -> FastAPI:
         format: FormatQuery = "json",
     ) -> Any:
         """客诉案件统计表: last month's closed cases, responsibility, loss and compensation."""
-        first = (
-            date.fromisoformat(f"{month}-01")
-            if month
-            else (today().replace(day=1) - timedelta(days=1)).replace(day=1)
-        )
+        try:
+            first = (
+                date.fromisoformat(f"{month}-01")
+                if month
+                else (today().replace(day=1) - timedelta(days=1)).replace(day=1)
+            )
+        except ValueError:
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT, f"month {month!r} is not a month"
+            ) from None
         report = await read(request, lambda c: reports.monthly(c, scope, first))
         return answer(report, format, f"monthly-{first:%Y-%m}")
 

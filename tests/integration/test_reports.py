@@ -431,3 +431,27 @@ def check_against(independent: Independent, reports: dict[str, Any]) -> None:
         assert 0 <= row["complaints"] <= expected["by_branch"][row["branch_id"]]
     hotel = next(r for r in reports["rate"] if r["branch_id"] == "hotel-demo")
     assert hotel["target"] == 0.01
+
+
+async def test_bad_report_parameters_get_a_clear_error(
+    infra: Infra, database_url: str, topics: Topics
+) -> None:
+    settings = ReportingSettings(
+        database_url=database_url,
+        kafka_bootstrap_servers=infra.kafka_bootstrap_servers,
+        complaints_topic_namespace=topics.namespace,
+    )
+    async with reporting_client(settings) as reporting:
+        for path, params in (
+            ("/v1/reports/monthly", {"month": "2026-13"}),
+            ("/v1/reports/monthly", {"month": "November"}),
+            ("/v1/reports/daily", {"day": "yesterday"}),
+            ("/v1/reports/summary", {"as_of": "soon"}),
+            ("/v1/reports/summary", {"format": "xml"}),
+            ("/v1/reports/late-cases", {"limit": "0"}),
+        ):
+            answer = await reporting.get(path, params=params)
+            assert answer.status_code == 422, (path, params, answer.text)
+            assert answer.json()["detail"]
+        empty = (await reporting.get("/v1/reports/summary")).json()
+        assert empty["total"] == 0
