@@ -50,6 +50,12 @@ run: $(STAMP)
 demo: $(STAMP)
 	$(PY) deploy/local/demo.py
 
+# The benchmark (issue 8, first cut): the real platform on the test stack, measured,
+# with Kafka, aiokafka and asyncpg baselines. BENCH_ARGS="--seconds 300 --rate 500".
+.PHONY: bench
+bench: $(STAMP)
+	$(PY) bench/run.py $(BENCH_ARGS)
+
 .PHONY: lint
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

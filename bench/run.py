@@ -1,0 +1,662 @@
+"""`make bench`: the real platform, driven by concurrent branches, measured; with baselines
+taken in the same run on the same machine.
+
+    python bench/run.py [--seconds 60] [--rate 200] [--branches 20] [--kafka-share 0.3]
+                        [--kafka HOST:PORT --database-url DSN] [--smoke]
+
+Starts every service as its own process (as `make run` does) against a fresh database
+and topic namespace on the given broker and PostgreSQL (default: the `test` devstack,
+started if needed), with the SMTP sink and the fake SMS gateway. Branch tasks submit
+complaints over HTTP and over the `…submitted` topic at the target rate. Afterwards it
+reads the services' schemas (a benchmark may; services never do) for:
+
+- throughput: complaints fully processed (accepted, routed, clocks set, acknowledgement
+  sent, visible in reporting) per second of the run;
+- latency percentiles: the HTTP intake answer, accept → routed, accept → visible in
+  reporting; SLA timer lateness; projection lag;
+- CPU seconds and peak RSS per process (psutil, sampled every 0.5 s).
+
+Baselines: Kafka's own ProducerPerformance and ConsumerPerformance (1 KB records,
+acks=all), a raw aiokafka consume → produce loop, and raw asyncpg writing as many rows
+per transaction as one complaint causes across the schemas. Results: bench/results/
+<UTC time>.json and a table in BENCHMARKS.md (not with --smoke, which checks the harness
+in CI and writes bench/results/smoke.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import psutil
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from shared.kafka_admin import ensure_topics  # noqa: E402
+from shared.policy import load_packs  # noqa: E402
+from shared.topics import Topics, all_topic_partitions  # noqa: E402
+
+SERVICES = ("intake", "routing", "sla", "notify", "reporting")
+RESULTS = REPO / "bench" / "results"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def percentiles(values: list[float]) -> dict[str, float | int | None]:
+    if not values:
+        return {"count": 0, "p50": None, "p95": None, "p99": None, "p999": None, "max": None}
+    ordered = sorted(values)
+
+    def at(q: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 2)
+
+    return {
+        "count": len(ordered),
+        "p50": at(0.5),
+        "p95": at(0.95),
+        "p99": at(0.99),
+        "p999": at(0.999),
+        "max": round(ordered[-1], 2),
+    }
+
+
+@dataclass
+class Sampler:
+    """CPU seconds and peak RSS of each process, sampled while the run lasts."""
+
+    processes: dict[str, psutil.Process]
+    peak_rss: dict[str, int] = field(default_factory=dict)
+    cpu_start: dict[str, float] = field(default_factory=dict)
+    cpu_end: dict[str, float] = field(default_factory=dict)
+
+    def _cpu(self, process: psutil.Process) -> float:
+        total = 0.0
+        for p in [process, *process.children(recursive=True)]:
+            try:
+                times = p.cpu_times()
+                total += times.user + times.system
+            except psutil.Error:
+                continue
+        return total
+
+    def _rss(self, process: psutil.Process) -> int:
+        total = 0
+        for p in [process, *process.children(recursive=True)]:
+            try:
+                total += p.memory_info().rss
+            except psutil.Error:
+                continue
+        return total
+
+    def start(self) -> None:
+        self.cpu_start = {n: self._cpu(p) for n, p in self.processes.items()}
+
+    def sample(self) -> None:
+        for name, process in self.processes.items():
+            self.peak_rss[name] = max(self.peak_rss.get(name, 0), self._rss(process))
+
+    def stop(self) -> None:
+        self.cpu_end = {n: self._cpu(p) for n, p in self.processes.items()}
+
+    def report(self, seconds: float) -> dict[str, Any]:
+        return {
+            name: {
+                "cpu_seconds": round(self.cpu_end.get(name, 0) - self.cpu_start.get(name, 0), 2),
+                "cpu_share": round(
+                    (self.cpu_end.get(name, 0) - self.cpu_start.get(name, 0)) / seconds, 3
+                ),
+                "peak_rss_mb": round(self.peak_rss.get(name, 0) / 2**20, 1),
+            }
+            for name in self.processes
+        }
+
+
+class Platform:
+    def __init__(self, env: dict[str, str], log_dir: Path) -> None:
+        self.env = env
+        self.log_dir = log_dir
+        self.popen: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, name: str, *args: str) -> None:
+        log = (self.log_dir / f"{name}.log").open("wb")
+        self.popen[name] = subprocess.Popen(
+            [sys.executable, *args], cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT
+        )
+
+    def stop(self) -> None:
+        for process in self.popen.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.popen.values():
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+async def wait_http(url: str, seconds: float = 90.0) -> None:
+    deadline = time.monotonic() + seconds
+    async with httpx.AsyncClient() as client:
+        while time.monotonic() < deadline:
+            try:
+                await client.get(url, timeout=1.0)
+                return
+            except httpx.HTTPError:
+                await asyncio.sleep(0.3)
+    raise TimeoutError(f"{url} did not answer")
+
+
+def branches_and_categories() -> list[tuple[str, list[str]]]:
+    packs = load_packs(REPO / "policy-packs")
+    return [
+        (f"{name}-demo", [c.code for c in pack.categories])
+        for name, pack in sorted(packs.packs.items())
+    ]
+
+
+def submission(rng: random.Random, branch: str, categories: list[str]) -> dict[str, Any]:
+    return {
+        "branch_id": branch,
+        "channel": rng.choice(["phone", "web", "email"]),
+        "customer": {
+            "name": "压测客户",
+            "type": "end_customer",
+            "language": rng.choice(["zh", "en"]),
+            "email": f"bench{rng.randrange(10**6)}@example.com",
+            "phone": f"+86139{rng.randrange(10**8):08d}",
+        },
+        "description": "性能测试投诉 benchmark complaint",
+        "category": rng.choice(categories),
+        "severity": "urgent",  # not held by quiet hours: every acknowledgement goes
+    }
+
+
+@dataclass
+class Load:
+    http_latency_ms: list[float] = field(default_factory=list)
+    http_errors: int = 0
+    kafka_sent: int = 0
+    http_sent: int = 0
+
+
+async def drive(
+    args: argparse.Namespace, intake_url: str, topics: Topics, bootstrap: str
+) -> tuple[Load, float]:
+    """Branches submitting for ``args.seconds`` at ``args.rate`` complaints a second."""
+    load = Load()
+    targets = branches_and_categories()
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    await producer.start()
+    started = time.monotonic()
+    end = started + args.seconds
+    per_branch = args.rate / args.branches
+
+    async def branch(index: int) -> None:
+        rng = random.Random(index)
+        branch_id, categories = targets[index % len(targets)]
+        async with httpx.AsyncClient(base_url=intake_url, timeout=30) as client:
+            next_at = time.monotonic() + rng.random() / per_branch
+            while next_at < end:
+                await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+                next_at += 1 / per_branch
+                body = submission(rng, branch_id, categories)
+                key = str(uuid.uuid4())
+                if rng.random() < args.kafka_share:
+                    body["submission_id"] = key
+                    await producer.send(
+                        topics.submitted.name, json.dumps(body).encode(), key=branch_id.encode()
+                    )
+                    load.kafka_sent += 1
+                    continue
+                sent = time.perf_counter()
+                try:
+                    answer = await client.post(
+                        "/v1/complaints", json=body, headers={"Idempotency-Key": key}
+                    )
+                    ok = answer.status_code == 201
+                except httpx.HTTPError:
+                    ok = False
+                load.http_latency_ms.append((time.perf_counter() - sent) * 1000)
+                load.http_sent += 1
+                load.http_errors += 0 if ok else 1
+
+    await asyncio.gather(*(branch(i) for i in range(args.branches)))
+    await producer.stop()
+    return load, time.monotonic() - started
+
+
+PROCESSED = """
+WITH received AS (
+    SELECT complaint_no, received_at FROM intake.complaints
+), routed AS (
+    SELECT complaint_no, min(assigned_at) AS at FROM routing.assignments GROUP BY 1
+), clocked AS (
+    SELECT complaint_no, min(started_at) AS at FROM sla.clocks GROUP BY 1
+), acknowledged AS (
+    SELECT complaint_no, min(sent_at) AS at FROM notify.notifications
+    WHERE template = 'acknowledgement' AND status IN ('sent', 'delivered') GROUP BY 1
+), visible AS (
+    SELECT t.complaint_no, p.processed_at AS at
+    FROM reporting.case_timeline t JOIN reporting.processed_events p USING (event_id)
+    WHERE t.event_type = 'ComplaintReceived'
+)
+SELECT r.complaint_no, r.received_at, routed.at AS routed_at, clocked.at AS clocked_at,
+       acknowledged.at AS acknowledged_at, visible.at AS visible_at
+FROM received r
+LEFT JOIN routed USING (complaint_no) LEFT JOIN clocked USING (complaint_no)
+LEFT JOIN acknowledged USING (complaint_no) LEFT JOIN visible USING (complaint_no)
+"""
+
+
+async def measure(database_url: str) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(database_url)
+    try:
+        return list(await conn.fetch(PROCESSED))
+    finally:
+        await conn.close()
+
+
+def complete(row: asyncpg.Record) -> bool:
+    return all(
+        row[k] is not None for k in ("routed_at", "clocked_at", "acknowledged_at", "visible_at")
+    )
+
+
+async def rows_per_complaint(database_url: str, complaints: int) -> float:
+    conn = await asyncpg.connect(database_url)
+    try:
+        counts = await conn.fetch(
+            """SELECT schemaname, relname, n_tup_ins FROM pg_stat_user_tables
+               WHERE schemaname IN ('intake', 'routing', 'sla', 'notify', 'reporting')"""
+        )
+    finally:
+        await conn.close()
+    return round(sum(r["n_tup_ins"] for r in counts) / max(complaints, 1), 1)
+
+
+async def timer_lateness(database_url: str) -> dict[str, Any]:
+    conn = await asyncpg.connect(database_url)
+    try:
+        rows = await conn.fetch(
+            """SELECT extract(epoch FROM fired_at - due_at) * 1000 AS late_ms FROM sla.timers
+               WHERE fired_at IS NOT NULL AND fired_at >= due_at"""
+        )
+    finally:
+        await conn.close()
+    return percentiles([float(r["late_ms"]) for r in rows])
+
+
+# --- Baselines ---------------------------------------------------------------------------
+
+
+def kafka_perf(bootstrap: str, topic: str, records: int) -> dict[str, Any]:
+    """Kafka's own tools from the broker's jars: 1 KB records, acks=all, on ``topic``
+    (created beforehand: the broker does not create topics on first use)."""
+    java = ["java", "-Xmx512M", "-cp", str(REPO / ".local" / "kafka" / "lib" / "*")]
+    produced = subprocess.run(
+        [
+            *java,
+            "org.apache.kafka.tools.ProducerPerformance",
+            "--topic",
+            topic,
+            "--num-records",
+            str(records),
+            "--record-size",
+            "1024",
+            "--throughput",
+            "-1",
+            "--producer-props",
+            f"bootstrap.servers={bootstrap}",
+            "acks=all",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    ).stdout
+    consumed = subprocess.run(
+        [
+            *java,
+            "org.apache.kafka.tools.ConsumerPerformance",
+            "--bootstrap-server",
+            bootstrap,
+            "--topic",
+            topic,
+            "--messages",
+            str(records),
+            "--timeout",
+            "60000",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    ).stdout
+    produce_rate = re.findall(r"([\d.]+) records/sec", produced)
+    consume_line = [line for line in consumed.splitlines() if line and line[0].isdigit()]
+    consume_rate = float(consume_line[-1].split(",")[5]) if consume_line else None
+    return {
+        "records": records,
+        "produce_records_per_second": float(produce_rate[-1]) if produce_rate else None,
+        "consume_records_per_second": consume_rate,
+    }
+
+
+async def aiokafka_loop(bootstrap: str, records: int) -> dict[str, Any]:
+    """A raw consume → produce loop: the least a Python consumer service does per event."""
+    source, sink = f"bench-src-{uuid.uuid4().hex[:8]}", f"bench-dst-{uuid.uuid4().hex[:8]}"
+    await ensure_topics(bootstrap, {source: 6, sink: 6})
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    await producer.start()
+    payload = b"x" * 1024
+    for i in range(records):
+        await producer.send(source, payload, key=str(i).encode())
+    await producer.flush()
+    consumer = AIOKafkaConsumer(
+        source,
+        bootstrap_servers=bootstrap,
+        group_id=f"bench-{uuid.uuid4().hex[:6]}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    moved = 0
+    started = time.monotonic()
+    try:
+        while moved < records:
+            batches = await consumer.getmany(timeout_ms=1000)
+            for partition_records in batches.values():
+                for record in partition_records:
+                    await producer.send(sink, record.value, key=record.key)
+                    moved += 1
+            await consumer.commit()
+        await producer.flush()
+    finally:
+        await consumer.stop()
+        await producer.stop()
+    return {"records": records, "records_per_second": round(records / (time.monotonic() - started))}
+
+
+async def asyncpg_writes(
+    database_url: str, rows_per_tx: float, transactions: int
+) -> dict[str, Any]:
+    """Raw asyncpg: as many ~300-byte rows per transaction as one complaint causes."""
+    conn = await asyncpg.connect(database_url)
+    rows = max(1, round(rows_per_tx))
+    try:
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS bench_rows (id bigserial PRIMARY KEY, body text)"
+        )
+        body = "x" * 300
+        started = time.monotonic()
+        for _ in range(transactions):
+            async with conn.transaction():
+                for _ in range(rows):
+                    await conn.execute("INSERT INTO bench_rows (body) VALUES ($1)", body)
+        seconds = time.monotonic() - started
+        await conn.execute("DROP TABLE bench_rows")
+    finally:
+        await conn.close()
+    return {
+        "rows_per_transaction": rows,
+        "transactions_per_second": round(transactions / seconds, 1),
+    }
+
+
+# --- The run -----------------------------------------------------------------------------
+
+
+def stack_env() -> dict[str, str]:
+    devstack = [sys.executable, "deploy/local/devstack.py"]
+    subprocess.run([*devstack, "up", "--stack", "test"], cwd=REPO, check=True)
+    out = subprocess.run(
+        [*devstack, "env", "--stack", "test"], cwd=REPO, check=True, capture_output=True, text=True
+    ).stdout
+    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    if args.kafka is None or args.database_url is None:
+        found = stack_env()
+        args.kafka = args.kafka or found["KAFKA_BOOTSTRAP_SERVERS"]
+        args.database_url = args.database_url or found["DATABASE_URL"]
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    name = f"bench_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(args.database_url)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    database_url = args.database_url.rsplit("/", 1)[0] + f"/{name}"
+    namespace = f"bench-{uuid.uuid4().hex[:8]}"
+    topics = Topics.in_namespace(namespace)
+    await ensure_topics(args.kafka, all_topic_partitions(namespace))
+    log_dir = REPO / ".local" / "bench" / stamp
+    log_dir.mkdir(parents=True, exist_ok=True)
+    intake_port, reporting_port, smtp_port, sms_port = (free_port() for _ in range(4))
+    env = {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "LOG_LEVEL": "WARNING",
+        "KAFKA_BOOTSTRAP_SERVERS": args.kafka,
+        "DATABASE_URL": database_url,
+        "COMPLAINTS_TOPIC_NAMESPACE": namespace,
+        "INTAKE_PORT": str(intake_port),
+        "REPORTING_PORT": str(reporting_port),
+        "SMTP_PORT": str(smtp_port),
+        "SMS_GATEWAY_URL": f"http://127.0.0.1:{sms_port}/gateway/send",
+        "WEBHOOK_BASE_URL": f"http://127.0.0.1:{sms_port}/webhooks",
+        "RATE_LIMIT_EMAIL": "100000",
+        "RATE_LIMIT_SMS": "100000",
+    }
+    platform_ = Platform(env, log_dir)
+    platform_.start(
+        "smtp",
+        "deploy/local/smtp_sink.py",
+        "--dir",
+        str(log_dir / "mail"),
+        "--port",
+        str(smtp_port),
+    )
+    platform_.start(
+        "sms", "deploy/local/sms_sink.py", "--dir", str(log_dir / "sms"), "--port", str(sms_port)
+    )
+    for service in SERVICES:
+        platform_.start(service, "-m", f"services.{service}")
+    result: dict[str, Any] = {}
+    try:
+        await wait_http(f"http://127.0.0.1:{intake_port}/openapi.json")
+        await wait_http(f"http://127.0.0.1:{reporting_port}/openapi.json")
+        await asyncio.sleep(3)  # consumers join their groups
+        sampler = Sampler(
+            {n: psutil.Process(p.pid) for n, p in platform_.popen.items() if n in SERVICES}
+        )
+        sampler.start()
+        sampling = True
+
+        async def sample() -> None:
+            while sampling:
+                sampler.sample()
+                await asyncio.sleep(0.5)
+
+        sampler_task = asyncio.create_task(sample())
+        load, seconds = await drive(args, f"http://127.0.0.1:{intake_port}", topics, args.kafka)
+        submitted = load.http_sent + load.kafka_sent
+        drain_deadline = time.monotonic() + args.drain
+        rows = await measure(database_url)
+        while time.monotonic() < drain_deadline:
+            rows = await measure(database_url)
+            if len(rows) >= submitted - load.http_errors and all(complete(r) for r in rows):
+                break
+            await asyncio.sleep(1)
+        sampler.stop()
+        sampling = False
+        await sampler_task
+        done = [r for r in rows if complete(r)]
+        first = min((r["received_at"] for r in rows), default=None)
+        last = max(
+            (max(r["routed_at"], r["acknowledged_at"], r["visible_at"]) for r in done), default=None
+        )
+        span = (last - first).total_seconds() if first and last else seconds
+
+        def ms(a: str, b: str) -> list[float]:
+            return [(r[b] - r[a]).total_seconds() * 1000 for r in done]
+
+        per_complaint_rows = await rows_per_complaint(database_url, len(rows))
+        result = {
+            "when": stamp,
+            "command": " ".join(["python", *sys.argv]),
+            "machine": {
+                "cpus": os.cpu_count(),
+                "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+                "platform": platform.platform(),
+                "python": platform.python_version(),
+            },
+            "load": {
+                "target_rate": args.rate,
+                "seconds": round(seconds, 1),
+                "branches": args.branches,
+                "submitted_http": load.http_sent,
+                "submitted_kafka": load.kafka_sent,
+                "http_errors": load.http_errors,
+            },
+            "accepted": len(rows),
+            "fully_processed": len(done),
+            "throughput_per_second": round(len(done) / span, 1) if span else None,
+            "latency_ms": {
+                "http_intake": percentiles(load.http_latency_ms),
+                "accept_to_routed": percentiles(ms("received_at", "routed_at")),
+                "accept_to_visible_in_reporting": percentiles(ms("received_at", "visible_at")),
+                "accept_to_acknowledgement_sent": percentiles(ms("received_at", "acknowledged_at")),
+            },
+            "sla_timer_lateness_ms": await timer_lateness(database_url),
+            "rows_written_per_complaint": per_complaint_rows,
+            "processes": sampler.report(span),
+        }
+    finally:
+        platform_.stop()
+    records = 2000 if args.smoke else 200_000
+    perf_topic = f"bench-baseline-{uuid.uuid4().hex[:8]}"
+    await ensure_topics(args.kafka, {perf_topic: 6})
+    result["baselines"] = {
+        "kafka_perf_tools": await asyncio.to_thread(kafka_perf, args.kafka, perf_topic, records),
+        "aiokafka_consume_produce": await aiokafka_loop(args.kafka, records // 10),
+        "asyncpg_one_complaints_writes": await asyncpg_writes(
+            database_url, result.get("rows_written_per_complaint", 20), 200 if args.smoke else 2000
+        ),
+    }
+    base = result["baselines"]
+    if result.get("throughput_per_second"):
+        result["ratios"] = {
+            "throughput_to_asyncpg_complaint_writes": round(
+                result["throughput_per_second"]
+                / base["asyncpg_one_complaints_writes"]["transactions_per_second"],
+                3,
+            ),
+            "throughput_to_aiokafka_loop": round(
+                result["throughput_per_second"]
+                / base["aiokafka_consume_produce"]["records_per_second"],
+                4,
+            ),
+        }
+    await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    await admin.close()
+    return result
+
+
+def markdown(result: dict[str, Any]) -> str:
+    lat = result["latency_ms"]
+    rows = [
+        ("complaints/s fully processed", result["throughput_per_second"]),
+        ("accepted / fully processed", f"{result['accepted']} / {result['fully_processed']}"),
+        *(
+            (
+                f"{name} p50 / p95 / p99 / p99.9 ms",
+                " / ".join(str(lat[name][k]) for k in ("p50", "p95", "p99", "p999")),
+            )
+            for name in lat
+        ),
+        ("SLA timer lateness p99 ms", result["sla_timer_lateness_ms"]["p99"]),
+        *(
+            (f"{name}: CPU share / peak RSS MB", f"{p['cpu_share']} / {p['peak_rss_mb']}")
+            for name, p in result["processes"].items()
+        ),
+        (
+            "baseline: Kafka producer records/s (1 KB, acks=all)",
+            result["baselines"]["kafka_perf_tools"]["produce_records_per_second"],
+        ),
+        (
+            "baseline: Kafka consumer records/s",
+            result["baselines"]["kafka_perf_tools"]["consume_records_per_second"],
+        ),
+        (
+            "baseline: aiokafka consume→produce records/s",
+            result["baselines"]["aiokafka_consume_produce"]["records_per_second"],
+        ),
+        (
+            "baseline: asyncpg transactions/s of one complaint's rows",
+            result["baselines"]["asyncpg_one_complaints_writes"]["transactions_per_second"],
+        ),
+        *((f"ratio: {k}", v) for k, v in result.get("ratios", {}).items()),
+    ]
+    load = result["load"]
+    lines = [
+        f"## {result['when']}: {load['target_rate']}/s target for {load['seconds']} s, "
+        f"{load['branches']} branches",
+        "",
+        f"Machine: {result['machine']}. Command: `{result['command']}`.",
+        "",
+        "| measure | value |",
+        "| --- | --- |",
+        *(f"| {name} | {value} |" for name, value in rows),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--rate", type=float, default=200, help="target complaints a second")
+    parser.add_argument("--branches", type=int, default=20)
+    parser.add_argument("--kafka-share", type=float, default=0.3)
+    parser.add_argument("--drain", type=float, default=120, help="seconds to wait for the tail")
+    parser.add_argument("--kafka")
+    parser.add_argument("--database-url")
+    parser.add_argument("--smoke", action="store_true", help="a short check of the harness")
+    args = parser.parse_args()
+    if args.smoke:
+        args.seconds, args.rate, args.branches, args.drain = 10, 10, 4, 60
+    result = asyncio.run(run(args))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    name = "smoke.json" if args.smoke else f"{result['when']}.json"
+    (RESULTS / name).write_text(json.dumps(result, indent=2, default=str) + "\n")
+    if not args.smoke:
+        with (REPO / "BENCHMARKS.md").open("a", encoding="utf-8") as out:
+            out.write(markdown(result) + "\n")
+    print(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
