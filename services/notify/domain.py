@@ -172,10 +172,19 @@ def rule_applies(rule: NotificationRule, case: CaseFacts, event: Event) -> bool:
     )
 
 
-def plan(pack: PolicyPack, case: CaseFacts, event: Event) -> list[PlannedMessage]:
+@dataclass(frozen=True)
+class Plan:
+    messages: list[PlannedMessage]
+    # (rule, recipient, channel) the rules name but no address exists for: logged, so a
+    # missing phone number is noticed rather than silently skipped.
+    unreachable: list[tuple[str, str, str]]
+
+
+def plan_for(pack: PolicyPack, case: CaseFacts, event: Event) -> Plan:
     """Every message the pack's rules ask for on ``event``: one per recipient, channel and
     template, however many rules name the same person."""
     planned: dict[tuple[str, str, str], PlannedMessage] = {}
+    missing: list[tuple[str, str, str]] = []
     for rule in pack.notifications:
         if not rule_applies(rule, case, event):
             continue
@@ -183,26 +192,13 @@ def plan(pack: PolicyPack, case: CaseFacts, event: Event) -> list[PlannedMessage
             for recipient in _recipients(pack, case, event, rule.to, channel):
                 address = recipient.address(channel)
                 if address is None:
+                    missing.append((rule.id, recipient.key, channel))
                     continue
                 key = (recipient.key, channel, rule.template)
                 planned.setdefault(
                     key, PlannedMessage(rule.id, rule.template, channel, recipient, address)
                 )
-    return list(planned.values())
-
-
-def unreachable(pack: PolicyPack, case: CaseFacts, event: Event) -> list[tuple[str, str, str]]:
-    """(rule, recipient, channel) the rules name but no address exists for: logged, so a
-    missing phone number is noticed rather than silently skipped."""
-    missing: list[tuple[str, str, str]] = []
-    for rule in pack.notifications:
-        if not rule_applies(rule, case, event):
-            continue
-        for channel in rule.channels:
-            for recipient in _recipients(pack, case, event, rule.to, channel):
-                if recipient.address(channel) is None:
-                    missing.append((rule.id, recipient.key, channel))
-    return missing
+    return Plan(list(planned.values()), missing)
 
 
 def _recipients(

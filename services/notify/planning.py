@@ -23,10 +23,9 @@ from services.notify.domain import (
     facts_from,
     notification_id,
     notification_key,
-    plan,
+    plan_for,
     release_time,
     sms_segments,
-    unreachable,
     updated,
 )
 from services.notify.settings import NotifySettings
@@ -88,11 +87,12 @@ class Planner:
         except PolicyPackError:
             log.warning("the case's pack is gone: nobody to notify", pack=case.pack)
             return 0
-        for rule, recipient, channel in unreachable(pack, case, event):
+        planned = plan_for(pack, case, event)
+        for rule, recipient, channel in planned.unreachable:
             log.warning("no address: not notified", rule=rule, recipient=recipient, channel=channel)
         queued = 0
         now = datetime.now(UTC)
-        for message in plan(pack, case, event):
+        for message in planned.messages:
             notification = self._render(pack, case, event, message)
             not_before = (
                 release_time(

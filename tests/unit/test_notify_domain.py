@@ -18,7 +18,7 @@ from services.notify.domain import (
     facts_from,
     notification_id,
     notification_key,
-    plan,
+    plan_for,
     release_time,
     retry_delay,
     sms_segments,
@@ -40,6 +40,10 @@ from tests.contracts.golden import golden_samples
 PACKS = load_packs(Path(__file__).resolve().parents[2] / "policy-packs")
 HOTEL = PACKS.require("hotel")
 SHANGHAI = "Asia/Shanghai"
+
+
+def planned(pack: PolicyPack, case: CaseFacts, event: Event) -> list[PlannedMessage]:
+    return plan_for(pack, case, event).messages
 
 
 def received(**changes: object) -> ComplaintReceived:
@@ -74,7 +78,7 @@ def recipients(
 
 def test_a_new_complaint_is_acknowledged_to_the_customer_by_email_and_sms() -> None:
     case = hotel_case()
-    messages = plan(HOTEL, case, received())
+    messages = planned(HOTEL, case, received())
     assert ("customer", "email", "acknowledgement") in recipients(messages)
     assert ("customer", "sms", "acknowledgement") in recipients(messages)
     sms = next(m for m in messages if m.channel == "sms" and m.recipient.is_customer)
@@ -82,13 +86,13 @@ def test_a_new_complaint_is_acknowledged_to_the_customer_by_email_and_sms() -> N
 
 
 def test_the_front_office_supervisor_hears_of_every_complaint_in_the_hotel() -> None:
-    messages = plan(HOTEL, hotel_case(), received())
+    messages = planned(HOTEL, hotel_case(), received())
     assert ("staff:fo-supervisor", "email", "complaint-received") in recipients(messages)
 
 
 def test_a_major_complaint_reaches_the_top_at_once_but_a_normal_one_does_not() -> None:
-    normal = recipients(plan(HOTEL, hotel_case(), received()))
-    major = recipients(plan(HOTEL, hotel_case(severity="major"), received(severity="major")))
+    normal = recipients(planned(HOTEL, hotel_case(), received()))
+    major = recipients(planned(HOTEL, hotel_case(severity="major"), received(severity="major")))
     assert not any(template == "major-complaint" for _, _, template in normal)
     assert ("staff:deputy-gm", "email", "major-complaint") in major
     assert ("staff:deputy-gm", "sms", "major-complaint") in major
@@ -97,7 +101,7 @@ def test_a_major_complaint_reaches_the_top_at_once_but_a_normal_one_does_not() -
 def test_a_customer_without_email_gets_no_email_but_still_an_sms() -> None:
     customer = {**golden_samples()["ComplaintReceived"]["customer"], "email": None}
     event = received(customer=customer)
-    messages = plan(HOTEL, facts_from(event, HOTEL), event)
+    messages = planned(HOTEL, facts_from(event, HOTEL), event)
     assert ("customer", "email", "acknowledgement") not in recipients(messages)
     assert ("customer", "sms", "acknowledgement") in recipients(messages)
 
@@ -112,7 +116,7 @@ def test_the_assignee_hears_of_an_assignment_and_the_previous_one_of_a_reassignm
         also_notify=[],
     )
     assert isinstance(assigned, ComplaintAssigned)
-    messages = recipients(plan(HOTEL, updated(case, assigned), assigned))
+    messages = recipients(planned(HOTEL, updated(case, assigned), assigned))
     assert ("staff:eng-manager", "email", "assignment") in messages
     assert ("staff:fo-agent", "email", "reassignment") in messages
 
@@ -121,7 +125,7 @@ def test_a_breach_reaches_assignee_supervisor_and_front_office_once_each() -> No
     case = hotel_case().model_copy(update={"assignee": "fo-agent", "department": "front-office"})
     breached = follow_up("ClockBreached", case)
     assert isinstance(breached, ClockBreached)
-    messages = plan(HOTEL, case, breached)
+    messages = planned(HOTEL, case, breached)
     email = recipients(messages, "email")
     # fo-agent's supervisor is fo-supervisor, whom the rule also names: told once.
     assert email == {
@@ -134,7 +138,9 @@ def test_an_escalation_reaches_the_people_of_its_rung() -> None:
     case = hotel_case()
     raised = follow_up("EscalationRaised", case, to=["deputy-gm"], level=2)
     assert isinstance(raised, EscalationRaised)
-    assert ("staff:deputy-gm", "sms", "escalation-raised") in recipients(plan(HOTEL, case, raised))
+    assert ("staff:deputy-gm", "sms", "escalation-raised") in recipients(
+        planned(HOTEL, case, raised)
+    )
 
 
 def test_the_decision_goes_to_the_customer_in_their_language() -> None:
@@ -143,7 +149,7 @@ def test_the_decision_goes_to_the_customer_in_their_language() -> None:
     case = facts_from(event, HOTEL)
     decision = follow_up("DecisionCommunicated", case)
     assert isinstance(decision, DecisionCommunicated)
-    to_customer = [m for m in plan(HOTEL, case, decision) if m.recipient.is_customer]
+    to_customer = [m for m in planned(HOTEL, case, decision) if m.recipient.is_customer]
     assert to_customer
     assert {m.recipient.language for m in to_customer} == {"en"}
 
@@ -160,14 +166,14 @@ def test_every_pack_acknowledges_a_complaint_to_its_customer(pack: str) -> None:
     branch = policy.branches[0]
     category = policy.categories[0].code
     event = received(branch_id=branch.id, pack=pack, category=category)
-    messages = plan(policy, facts_from(event, policy), event)
+    messages = planned(policy, facts_from(event, policy), event)
     assert any(m.recipient.is_customer for m in messages), pack
 
 
 def test_the_key_names_event_channel_recipient_and_template() -> None:
     case = hotel_case()
     event = received()
-    messages = plan(HOTEL, case, event)
+    messages = planned(HOTEL, case, event)
     keys = [notification_key(event.event_id, m) for m in messages]
     assert len(set(keys)) == len(keys)
     assert notification_id(keys[0]) == notification_id(keys[0])
@@ -256,6 +262,6 @@ def test_a_staff_member_hears_in_their_own_language() -> None:
         previous_assignee=None,
         also_notify=[],
     )
-    to_agent = [m for m in plan(HOTEL, updated(case, assigned), assigned)]
+    to_agent = [m for m in planned(HOTEL, updated(case, assigned), assigned)]
     languages = {m.recipient.key: m.recipient.language for m in to_agent}
     assert languages["staff:fo-agent"] == "en"  # looks after international guests
