@@ -23,10 +23,8 @@ import json
 import os
 import platform
 import signal
-import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -39,26 +37,9 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.run import free_port, wait_http  # noqa: E402
 from shared.kafka_admin import ensure_topics  # noqa: E402
 from shared.topics import all_topic_partitions  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-async def wait_http(url: str, within: float = 30.0) -> None:
-    deadline = time.monotonic() + within
-    async with httpx.AsyncClient() as client:
-        while time.monotonic() < deadline:
-            try:
-                await client.get(url, timeout=1.0)
-                return
-            except httpx.HTTPError:
-                await asyncio.sleep(0.2)
-    raise TimeoutError(url)
 
 
 async def until(check: Callable[[], Awaitable[Any]]) -> None:
