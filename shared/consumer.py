@@ -13,22 +13,33 @@ delivered again). What is raised decides the fate of a message:
 
 The dead letter carries the original topic, partition, offset, consumer group
 and error in its headers, and the original bytes as its body.
+
+Messages arrive in batches (up to ``BATCH_RECORDS`` per poll). Given a pool, a
+batch is handled in one database transaction: handlers that open theirs with
+``batch_transaction`` join it, so a burst costs one commit instead of one per
+event. If any message of the batch fails, the batch is rolled back and its
+messages are handled again one at a time, each in its own transaction, where
+the rules above pick out the culprit.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from typing import Any, TypeVar
 
+import asyncpg
 import structlog
+from aiokafka import ConsumerRecord
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
 from faststream.message import StreamMessage
 
 from shared.contracts import Event, RejectedMessageError, decode_event
-from shared.db import is_connection_error
+from shared.db import DbConnection, is_connection_error
 from shared.topics import DEAD_LETTER_SUFFIX, Topic
 
 log = structlog.get_logger(__name__)
@@ -36,6 +47,23 @@ log = structlog.get_logger(__name__)
 EventHandler = Callable[[Event], Awaitable[None]]
 
 POISON_ATTEMPTS = 3
+# Large enough that a burst costs few commits, small enough that a batch replayed
+# one by one after a failure stays quick.
+BATCH_RECORDS = 500
+
+_batch_connection: ContextVar[DbConnection | None] = ContextVar("batch_connection", default=None)
+
+
+@asynccontextmanager
+async def batch_transaction(pool: asyncpg.Pool) -> AsyncIterator[DbConnection]:
+    """The transaction of the batch being handled, or a new one of its own outside a batch."""
+    shared = _batch_connection.get()
+    if shared is not None:
+        yield shared
+        return
+    async with pool.acquire() as conn, conn.transaction():
+        yield conn
+
 
 MessageT = TypeVar("MessageT")
 
@@ -44,9 +72,9 @@ def _is_transient(exc: BaseException) -> bool:
     return is_connection_error(exc) or isinstance(exc, KafkaConnectionError | KafkaTimeoutError)
 
 
-async def _dead_letter(broker: KafkaBroker, group_id: str, msg: KafkaMessage, error: str) -> None:
-    record = msg.raw_message
-    assert not isinstance(record, tuple)
+async def _dead_letter(
+    broker: KafkaBroker, group_id: str, record: ConsumerRecord[bytes, bytes], error: str
+) -> None:
     headers = {
         "dlq.original_topic": record.topic,
         "dlq.original_partition": str(record.partition),
@@ -69,10 +97,10 @@ async def _dead_letter(broker: KafkaBroker, group_id: str, msg: KafkaMessage, er
     )
 
 
-def _raw_body(msg: StreamMessage[Any]) -> bytes:
+def _records(msg: StreamMessage[Any]) -> tuple[ConsumerRecord[bytes, bytes], ...]:
     # FastStream would parse JSON itself; we decode, so that bad bytes can be dead-lettered.
-    body: bytes = msg.body
-    return body
+    records = msg.raw_message
+    return records if isinstance(records, tuple) else (records,)
 
 
 def subscribe(
@@ -83,6 +111,7 @@ def subscribe(
     decode: Callable[[bytes], MessageT | None],
     handle: Callable[[MessageT], Awaitable[None]],
     log_context: Callable[[MessageT], dict[str, str]],
+    pool: Callable[[], asyncpg.Pool] | None = None,
     retry_delay: float = 0.5,
 ) -> None:
     """Feed every message on ``topics`` that ``decode`` accepts to ``handle``.
@@ -90,24 +119,18 @@ def subscribe(
     ``decode`` returns None for a message that is not this service's business, and
     raises ``RejectedMessageError`` (as may ``handle``) for one that never will be
     processable. One consumer in ``group_id`` reads all the topics, so a service joins
-    its group once.
+    its group once. With ``pool``, each batch shares one transaction (see the module's
+    note); ``handle`` must then open its transaction with ``batch_transaction``.
     """
 
-    async def on_message(body: bytes, msg: KafkaMessage) -> None:
-        try:
-            message = decode(body)
-        except RejectedMessageError as exc:
-            await _dead_letter(broker, group_id, msg, str(exc))
-            return
-        if message is None:
-            return
+    async def handle_alone(record: ConsumerRecord[bytes, bytes], message: MessageT) -> None:
         with structlog.contextvars.bound_contextvars(**log_context(message)):
             for attempt in range(1, POISON_ATTEMPTS + 1):
                 try:
                     await handle(message)
                     return
                 except RejectedMessageError as exc:
-                    await _dead_letter(broker, group_id, msg, str(exc))
+                    await _dead_letter(broker, group_id, record, str(exc))
                     return
                 except Exception as exc:
                     if _is_transient(exc):
@@ -116,18 +139,58 @@ def subscribe(
                         raise
                     log.warning("handler failed", attempt=attempt, error=repr(exc))
                     if attempt == POISON_ATTEMPTS:
-                        await _dead_letter(broker, group_id, msg, f"{type(exc).__name__}: {exc}")
+                        await _dead_letter(broker, group_id, record, f"{type(exc).__name__}: {exc}")
                         return
                     await asyncio.sleep(retry_delay * attempt)
 
+    async def handle_together(
+        database: asyncpg.Pool, batch: list[tuple[ConsumerRecord[bytes, bytes], MessageT]]
+    ) -> bool:
+        """True when the whole batch committed; False when it must go one by one."""
+        try:
+            async with database.acquire() as conn, conn.transaction():
+                token = _batch_connection.set(conn)
+                try:
+                    for _, message in batch:
+                        with structlog.contextvars.bound_contextvars(**log_context(message)):
+                            await handle(message)
+                finally:
+                    _batch_connection.reset(token)
+        except Exception as exc:
+            if _is_transient(exc):
+                log.warning("infrastructure unavailable, redelivering", error=repr(exc))
+                await asyncio.sleep(retry_delay)
+                raise
+            log.info("batch failed, handling its messages one by one", error=repr(exc))
+            return False
+        return True
+
+    async def on_batch(_: object, msg: KafkaMessage) -> None:
+        batch: list[tuple[ConsumerRecord[bytes, bytes], MessageT]] = []
+        for record in _records(msg):
+            try:
+                message = decode(record.value or b"")
+            except RejectedMessageError as exc:
+                await _dead_letter(broker, group_id, record, str(exc))
+                continue
+            if message is not None:
+                batch.append((record, message))
+        if not batch:
+            return
+        if pool is not None and len(batch) > 1 and await handle_together(pool(), batch):
+            return
+        for record, message in batch:
+            await handle_alone(record, message)
+
     broker.subscriber(
         *(topic.name for topic in topics),
-        decoder=_raw_body,
+        batch=True,
+        max_records=BATCH_RECORDS,
         group_id=group_id,
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
         title=f"{group_id}:" + ",".join(topic.name for topic in topics),
-    )(on_message)
+    )(on_batch)
 
 
 def _event_context(event: Event) -> dict[str, str]:
@@ -144,6 +207,7 @@ def subscribe_events(
     *,
     group_id: str,
     handle: EventHandler,
+    pool: Callable[[], asyncpg.Pool] | None = None,
     retry_delay: float = 0.5,
 ) -> None:
     """Feed every platform event on ``topics`` to ``handle``; unknown event types are skipped."""
@@ -154,5 +218,6 @@ def subscribe_events(
         decode=decode_event,
         handle=handle,
         log_context=_event_context,
+        pool=pool,
         retry_delay=retry_delay,
     )

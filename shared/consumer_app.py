@@ -12,6 +12,8 @@ import asyncpg
 from faststream import FastStream
 from faststream.kafka import KafkaBroker
 
+from shared.consumer import batch_transaction
+from shared.db import DbConnection
 from shared.policy import LivePacks
 from shared.runtime import service_database, watching
 from shared.settings import ServiceSettings
@@ -31,6 +33,10 @@ class PoolHolder:
 
     def attach(self, pool: asyncpg.Pool | None) -> None:
         self._pool = pool
+
+    def transaction(self) -> AbstractAsyncContextManager[DbConnection]:
+        """A handler's transaction: the batch's when it runs inside one (``subscribe``)."""
+        return batch_transaction(self.pool)
 
 
 def new_broker(settings: ServiceSettings, service: str) -> KafkaBroker:

@@ -143,7 +143,13 @@ def build_app(settings: IntakeSettings) -> FastAPI:
         if isinstance(event, ComplaintAssigned):
             await holder.get().record_assignment(event)
 
-    subscribe_events(broker, [topics.routing], group_id="intake", handle=on_routing_event)
+    subscribe_events(
+        broker,
+        [topics.routing],
+        group_id="intake",
+        handle=on_routing_event,
+        pool=lambda: holder.get().pool,
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

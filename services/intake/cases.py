@@ -20,6 +20,7 @@ import structlog
 from services.intake import store
 from services.intake.lifecycle import Action, CaseState, apply
 from services.intake.numbering import complaint_number, receipt_date
+from shared.consumer import batch_transaction
 from shared.contracts import ComplaintAssigned, Event
 from shared.contracts.intake import (
     CaseEvent,
@@ -150,6 +151,10 @@ class Intake:
         self._topics = topics
         self._packs = packs
         self._feedback_secret = feedback_secret.encode()
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        return self._pool
 
     def feedback_token(self, complaint_no: str) -> str:
         return feedback_token(self._feedback_secret, complaint_no)
@@ -319,7 +324,7 @@ class Intake:
     ) -> ActionResult | None:
         """``consumed`` is the Kafka event that caused the action: it is recorded in the
         inbox with the change, and a redelivery of it does nothing (None)."""
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with batch_transaction(self._pool) as conn:
             if consumed is not None and not await first_delivery(conn, consumed):
                 return None
             case = await store.lock_case(conn, complaint_no)

@@ -93,7 +93,7 @@ def build_app(settings: NotifySettings) -> FastStream:
     async def on_event(event: Event) -> None:
         if event.event_type not in RELEVANT:
             return
-        async with holder.pool.acquire() as conn, conn.transaction():
+        async with holder.transaction() as conn:
             if not await first_delivery(conn, event):
                 return
             queued = await planner.consume(conn, event)
@@ -137,7 +137,11 @@ def build_app(settings: NotifySettings) -> FastStream:
 
     packs.on_reload(templates_still_complete)
     subscribe_events(
-        broker, [topics.intake, topics.routing, topics.sla], group_id="notify", handle=on_event
+        broker,
+        [topics.intake, topics.routing, topics.sla],
+        group_id="notify",
+        handle=on_event,
+        pool=lambda: holder.pool,
     )
     return consumer_app(
         broker,

@@ -122,7 +122,7 @@ def build_app(settings: ReportingSettings) -> FastAPI:
     changes = Changes()
 
     async def project(event: Event) -> None:
-        async with holder.pool.acquire() as conn, conn.transaction():
+        async with holder.transaction() as conn:
             # A rebuild swapping schemas takes this exclusively: wait for it, not write
             # into tables about to be dropped.
             await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", SWAP_LOCK)
@@ -135,6 +135,7 @@ def build_app(settings: ReportingSettings) -> FastAPI:
         [topics.by_role(role) for role in SUBSCRIBES_TO],
         group_id="reporting",
         handle=project,
+        pool=lambda: holder.pool,
     )
 
     @asynccontextmanager

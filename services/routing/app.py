@@ -71,7 +71,7 @@ def build_app(settings: ServiceSettings) -> FastStream:
         elif isinstance(event, ReassignmentApproved | ComplaintEscalated):
             await reassign(event)
         elif isinstance(event, ComplaintClosed | ComplaintNotUpheld | ComplaintReopened):
-            async with holder.pool.acquire() as conn, conn.transaction():
+            async with holder.transaction() as conn:
                 if await first_delivery(conn, event):
                     opened = isinstance(event, ComplaintReopened)
                     await store.set_open(conn, event.complaint_no, open_now=opened)
@@ -87,7 +87,7 @@ def build_app(settings: ServiceSettings) -> FastStream:
             text=f"{event.description}\n{event.customer_request or ''}",
         )
         to = target(pack, complaint)
-        async with holder.pool.acquire() as conn, conn.transaction():
+        async with holder.transaction() as conn:
             if not await first_delivery(conn, event):
                 return
             await store.lock_department(conn, pack.pack, to.department)
@@ -108,7 +108,7 @@ def build_app(settings: ServiceSettings) -> FastStream:
 
     async def reassign(event: ReassignmentApproved | ComplaintEscalated) -> None:
         """An approved reassignment, or an escalation handing the case up the hierarchy."""
-        async with holder.pool.acquire() as conn, conn.transaction():
+        async with holder.transaction() as conn:
             if not await first_delivery(conn, event):
                 return
             now = await store.current(conn, event.complaint_no)
@@ -211,5 +211,11 @@ def build_app(settings: ServiceSettings) -> FastStream:
         log.info("case moved from unavailable staff", complaint_no=complaint_no)
 
     packs.on_reload(move_cases_of_the_away)
-    subscribe_events(broker, [topics.intake], group_id="routing", handle=on_intake_event)
+    subscribe_events(
+        broker,
+        [topics.intake],
+        group_id="routing",
+        handle=on_intake_event,
+        pool=lambda: holder.pool,
+    )
     return consumer_app(broker, settings, SCHEMA, MIGRATIONS, holder, with_relay=True, packs=packs)

@@ -4,9 +4,10 @@ import asyncio
 import json
 import uuid
 
+import asyncpg
 from faststream.kafka import KafkaBroker
 
-from shared.consumer import POISON_ATTEMPTS, EventHandler, subscribe_events
+from shared.consumer import POISON_ATTEMPTS, EventHandler, batch_transaction, subscribe_events
 from shared.contracts import Event, decode_event, encode_event
 from shared.kafka_admin import ensure_topics
 from shared.topics import Topic
@@ -101,3 +102,93 @@ async def test_an_unreachable_database_redelivers_instead_of_losing(infra: Infra
         await read_records(infra.kafka_bootstrap_servers, topic.dead_letter, expected=0, timeout=1)
         == []
     )
+
+
+async def _batched_broker(
+    infra: Infra, pool: asyncpg.Pool, handle: EventHandler, events: list[Event]
+) -> tuple[KafkaBroker, Topic]:
+    """``events`` already on a fresh topic when a batching consumer starts, so they
+    arrive together."""
+    topic = Topic(f"test.{uuid.uuid4().hex[:10]}", 1, "test", "consumer test")
+    await ensure_topics(infra.kafka_bootstrap_servers, {topic.name: 1, topic.dead_letter: 1})
+    broker = KafkaBroker(infra.kafka_bootstrap_servers)
+    await broker.connect()
+    for event in events:
+        await broker.publish(encode_event(event), topic=topic.name, key=b"k")
+    subscribe_events(
+        broker,
+        [topic],
+        group_id=f"g-{uuid.uuid4().hex[:6]}",
+        handle=handle,
+        pool=lambda: pool,
+        retry_delay=0.01,
+    )
+    await broker.start()
+    return broker, topic
+
+
+async def _effects_table(pool: asyncpg.Pool) -> None:
+    await pool.execute(
+        "CREATE TABLE effects (complaint_no text, txid bigint DEFAULT txid_current())"
+    )
+
+
+async def test_a_batch_of_events_commits_in_one_transaction(
+    infra: Infra, database_url: str
+) -> None:
+    events = [_assigned(f"2611220{i:02d}") for i in range(60)]
+    async with asyncpg.create_pool(database_url, min_size=1, max_size=2) as pool:
+        await _effects_table(pool)
+        done = asyncio.Event()
+
+        async def handle(event: Event) -> None:
+            async with batch_transaction(pool) as conn:
+                await conn.execute(
+                    "INSERT INTO effects (complaint_no) VALUES ($1)", event.complaint_no
+                )
+            if event.complaint_no == events[-1].complaint_no:
+                done.set()
+
+        broker, _ = await _batched_broker(infra, pool, handle, events)
+        try:
+            await asyncio.wait_for(done.wait(), 30)
+            await asyncio.sleep(0.5)
+        finally:
+            await broker.stop()
+        rows = await pool.fetch("SELECT complaint_no, txid FROM effects")
+    assert sorted(r["complaint_no"] for r in rows) == sorted(e.complaint_no for e in events)
+    # Kafka may split the backlog over a few polls, but never one per event.
+    assert len({r["txid"] for r in rows}) <= 5
+
+
+async def test_a_failing_event_rolls_its_batch_back_and_the_rest_commit_once(
+    infra: Infra, database_url: str
+) -> None:
+    events = [_assigned(f"2611220{i:02d}") for i in range(40)]
+    poison = events[17].complaint_no
+    async with asyncpg.create_pool(database_url, min_size=1, max_size=2) as pool:
+        await _effects_table(pool)
+        done = asyncio.Event()
+
+        async def handle(event: Event) -> None:
+            async with batch_transaction(pool) as conn:
+                await conn.execute(
+                    "INSERT INTO effects (complaint_no) VALUES ($1)", event.complaint_no
+                )
+                if event.complaint_no == poison:
+                    raise ValueError("this event breaks the handler")
+            if event.complaint_no == events[-1].complaint_no:
+                done.set()
+
+        broker, topic = await _batched_broker(infra, pool, handle, events)
+        try:
+            await asyncio.wait_for(done.wait(), 30)
+            await asyncio.sleep(0.5)
+        finally:
+            await broker.stop()
+        rows = await pool.fetch("SELECT complaint_no FROM effects ORDER BY complaint_no")
+    assert [r["complaint_no"] for r in rows] == sorted(
+        e.complaint_no for e in events if e.complaint_no != poison
+    )
+    dead = await read_records(infra.kafka_bootstrap_servers, topic.dead_letter, expected=1)
+    assert [record.value for record in dead] == [encode_event(events[17])]
