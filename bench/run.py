@@ -169,6 +169,51 @@ async def wait_http(url: str, seconds: float = 90.0) -> None:
     raise TimeoutError(f"{url} did not answer")
 
 
+def start_profiles(
+    processes: dict[str, int], seconds: float, out: Path
+) -> list[subprocess.Popen[bytes]]:
+    """py-spy on every service for the loaded part of the run, as collapsed stacks."""
+    out.mkdir(parents=True, exist_ok=True)
+    py_spy = Path(sys.executable).with_name("py-spy")
+    return [
+        subprocess.Popen(
+            [
+                str(py_spy),
+                "record",
+                "--pid",
+                str(pid),
+                "--duration",
+                str(int(seconds)),
+                "--rate",
+                "50",
+                "--format",
+                "raw",
+                "--nonblocking",
+                "-o",
+                str(out / f"{name}.txt"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for name, pid in processes.items()
+    ]
+
+
+def hottest(collapsed: Path, top: int = 12) -> list[tuple[str, float]]:
+    """The functions a service spends its samples in, innermost frame, as shares."""
+    own: dict[str, int] = {}
+    total = 0
+    for line in collapsed.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack:
+            continue
+        frame = stack.split(";")[-1]
+        own[frame] = own.get(frame, 0) + int(count)
+        total += int(count)
+    ranked = sorted(own.items(), key=lambda item: -item[1])[:top]
+    return [(frame, round(count / max(total, 1), 3)) for frame, count in ranked]
+
+
 def branches_and_categories() -> list[tuple[str, list[str]]]:
     packs = load_packs(REPO / "policy-packs")
     return [
@@ -253,8 +298,13 @@ WITH received AS (
     SELECT complaint_no, received_at FROM intake.complaints
 ), routed AS (
     SELECT complaint_no, min(assigned_at) AS at FROM routing.assignments GROUP BY 1
+), received_events AS (
+    SELECT event_id, convert_from(payload, 'UTF8')::jsonb ->> 'complaint_no' AS complaint_no
+    FROM intake.outbox WHERE headers ->> 'event_type' = 'ComplaintReceived'
 ), clocked AS (
-    SELECT complaint_no, min(started_at) AS at FROM sla.clocks GROUP BY 1
+    -- sla has taken the complaint in: its clocks are set (some categories have none)
+    SELECT e.complaint_no, p.processed_at AS at
+    FROM received_events e JOIN sla.processed_events p USING (event_id)
 ), acknowledged AS (
     SELECT complaint_no, min(sent_at) AS at FROM notify.notifications
     WHERE template = 'acknowledgement' AND status IN ('sent', 'delivered') GROUP BY 1
@@ -468,6 +518,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "WEBHOOK_BASE_URL": f"http://127.0.0.1:{sms_port}/webhooks",
         "RATE_LIMIT_EMAIL": "100000",
         "RATE_LIMIT_SMS": "100000",
+        "RATE_LIMIT_WEBHOOK": "100000",
     }
     platform_ = Platform(env, log_dir)
     platform_.start(
@@ -500,7 +551,18 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 await asyncio.sleep(0.5)
 
         sampler_task = asyncio.create_task(sample())
+        profiling = (
+            start_profiles(
+                {n: p.pid for n, p in platform_.popen.items() if n in SERVICES},
+                args.seconds,
+                log_dir / "profiles",
+            )
+            if args.profile
+            else []
+        )
         load, seconds = await drive(args, f"http://127.0.0.1:{intake_port}", topics, args.kafka)
+        for profiler in profiling:
+            await asyncio.to_thread(profiler.wait)
         submitted = load.http_sent + load.kafka_sent
         drain_deadline = time.monotonic() + args.drain
         rows = await measure(database_url)
@@ -542,6 +604,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             },
             "accepted": len(rows),
             "fully_processed": len(done),
+            "missing_at_end": {
+                stage: sum(1 for r in rows if r[f"{stage}_at"] is None)
+                for stage in ("routed", "clocked", "acknowledged", "visible")
+            },
             "throughput_per_second": round(len(done) / span, 1) if span else None,
             "latency_ms": {
                 "http_intake": percentiles(load.http_latency_ms),
@@ -553,6 +619,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "rows_written_per_complaint": per_complaint_rows,
             "processes": sampler.report(span),
         }
+        if args.profile:
+            result["profiles"] = {
+                name: {
+                    "collapsed_stacks": str(log_dir / "profiles" / f"{name}.txt"),
+                    "hottest": hottest(log_dir / "profiles" / f"{name}.txt"),
+                }
+                for name in SERVICES
+                if (log_dir / "profiles" / f"{name}.txt").exists()
+            }
     finally:
         platform_.stop()
     records = 2000 if args.smoke else 200_000
@@ -644,6 +719,9 @@ def main() -> int:
     parser.add_argument("--kafka")
     parser.add_argument("--database-url")
     parser.add_argument("--smoke", action="store_true", help="a short check of the harness")
+    parser.add_argument(
+        "--profile", action="store_true", help="py-spy every service while the load runs"
+    )
     args = parser.parse_args()
     if args.smoke:
         args.seconds, args.rate, args.branches, args.drain = 10, 10, 4, 60

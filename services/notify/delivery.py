@@ -64,6 +64,11 @@ BATCH = 100
 log = structlog.get_logger("notify.delivery")
 
 
+def _room(limiter: AsyncLimiter, most: int) -> int:
+    """How many sends ``limiter`` lets through now, up to ``most``."""
+    return next((n for n in range(most, 0, -1) if limiter.has_capacity(n)), 0)
+
+
 class LeaseLostError(Exception):
     """The row is no longer this sender's to send."""
 
@@ -150,8 +155,13 @@ class DeliveryWorker:
         if free <= 0:
             await asyncio.wait(self._in_flight, return_when=asyncio.FIRST_COMPLETED)
             return 1
+        # A channel at its rate limit gets no rows, so its queue cannot hold the send
+        # slots (and run down the leases) while the other channels' messages wait.
+        quotas = {
+            channel: _room(limiter, min(free, BATCH)) for channel, limiter in self._limits.items()
+        }
         async with self._pool.acquire() as conn, conn.transaction():
-            claimed = await store.claim_due(conn, min(free, BATCH), self._settings.lease_seconds)
+            claimed = await store.claim_due(conn, quotas, self._settings.lease_seconds)
         for notification in claimed:
             task = asyncio.create_task(self._send(notification))
             self._in_flight.add(task)

@@ -131,19 +131,29 @@ async def queue(conn: DbConnection, notification: Notification, not_before: date
     return status == "INSERT 0 1"
 
 
-async def claim_due(conn: DbConnection, limit: int, lease_seconds: float) -> list[Notification]:
-    """Take up to ``limit`` due notifications: each attempt is counted before it is made."""
+async def claim_due(
+    conn: DbConnection, quotas: dict[str, int], lease_seconds: float
+) -> list[Notification]:
+    """Take due notifications, at most ``quotas[channel]`` of each channel: each attempt is
+    counted before it is made."""
+    wanted = {channel: quota for channel, quota in quotas.items() if quota > 0}
+    if not wanted:
+        return []
     rows = await conn.fetch(
         f"""UPDATE notifications n
             SET status = 'sending', attempts = n.attempts + 1,
                 first_attempt_at = coalesce(n.first_attempt_at, now()),
-                lease_until = now() + make_interval(secs => $2), updated_at = now()
-            FROM (SELECT notification_id FROM notifications
-                  WHERE status = 'queued' AND not_before <= now()
-                  ORDER BY not_before LIMIT $1 FOR UPDATE SKIP LOCKED) due
+                lease_until = now() + make_interval(secs => $3), updated_at = now()
+            FROM (SELECT d.notification_id
+                  FROM unnest($1::text[], $2::int[]) AS q (channel, quota)
+                  CROSS JOIN LATERAL (
+                      SELECT notification_id FROM notifications
+                      WHERE status = 'queued' AND channel = q.channel AND not_before <= now()
+                      ORDER BY not_before LIMIT q.quota FOR UPDATE SKIP LOCKED) d) due
             WHERE n.notification_id = due.notification_id
             RETURNING {_prefixed("n")}""",  # noqa: S608 -- a constant column list
-        limit,
+        list(wanted),
+        list(wanted.values()),
         lease_seconds,
     )
     return [Notification.from_row(row) for row in rows]

@@ -583,11 +583,11 @@ async def test_sms_are_sent_no_faster_than_the_channels_rate_limit(
         )
     finally:
         await conn.close()
-    # 5 a second after a first burst of 5, so the 6th to the 15th are paced 0.2 s apart
-    # (1.8 s). Measured from the 6th: the burst's first sends also wait for a new
-    # connection to the provider, which would shorten the whole span.
+    # 5 a second with bursts of 5: any 10 sends in a row start at least 1 s apart. sent_at
+    # is taken when the provider has answered, so its jitter under load (and the first
+    # sends' new connections) is allowed for; unlimited, the 15 go within ~0.1 s.
     assert len(sent) == 15
-    assert float(sent[14] - sent[5]) >= 1.6
+    assert min(float(sent[i + 9] - sent[i]) for i in range(6)) >= 0.7
 
 
 async def test_an_email_whose_reply_never_comes_is_reported_unconfirmed_not_sent_twice(
