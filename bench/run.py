@@ -140,11 +140,23 @@ class Platform:
         self.log_dir = log_dir
         self.popen: dict[str, subprocess.Popen[bytes]] = {}
 
-    def start(self, name: str, *args: str) -> None:
+    def start(self, name: str, *args: str, env: dict[str, str] | None = None) -> None:
         log = (self.log_dir / f"{name}.log").open("wb")
         self.popen[name] = subprocess.Popen(
-            [sys.executable, *args], cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT
+            [sys.executable, *args],
+            cwd=REPO,
+            env={**self.env, **(env or {})},
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
+
+    def services(self) -> dict[str, int]:
+        """Every service instance's process id, by instance name (``routing-2``)."""
+        return {
+            name: process.pid
+            for name, process in self.popen.items()
+            if name.split("-")[0] in SERVICES
+        }
 
     def stop(self) -> None:
         for process in self.popen.values():
@@ -248,7 +260,7 @@ class Load:
 
 
 async def drive(
-    args: argparse.Namespace, intake_url: str, topics: Topics, bootstrap: str
+    args: argparse.Namespace, intake_urls: list[str], topics: Topics, bootstrap: str
 ) -> tuple[Load, float]:
     """Branches submitting for ``args.seconds`` at ``args.rate`` complaints a second."""
     load = Load()
@@ -262,6 +274,7 @@ async def drive(
     async def branch(index: int) -> None:
         rng = random.Random(index)
         branch_id, categories = targets[index % len(targets)]
+        intake_url = intake_urls[index % len(intake_urls)]
         async with httpx.AsyncClient(base_url=intake_url, timeout=30) as client:
             next_at = time.monotonic() + rng.random() / per_branch
             while next_at < end:
@@ -494,16 +507,18 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         args.kafka = args.kafka or found["KAFKA_BOOTSTRAP_SERVERS"]
         args.database_url = args.database_url or found["DATABASE_URL"]
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    name = f"bench_{uuid.uuid4().hex[:8]}"
+    database = f"bench_{uuid.uuid4().hex[:8]}"
     admin = await asyncpg.connect(args.database_url)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    database_url = args.database_url.rsplit("/", 1)[0] + f"/{name}"
+    await admin.execute(f'CREATE DATABASE "{database}"')
+    database_url = args.database_url.rsplit("/", 1)[0] + f"/{database}"
     namespace = f"bench-{uuid.uuid4().hex[:8]}"
     topics = Topics.in_namespace(namespace)
     await ensure_topics(args.kafka, all_topic_partitions(namespace))
     log_dir = REPO / ".local" / "bench" / stamp
     log_dir.mkdir(parents=True, exist_ok=True)
-    intake_port, reporting_port, smtp_port, sms_port = (free_port() for _ in range(4))
+    smtp_port, sms_port = free_port(), free_port()
+    intake_ports = [free_port() for _ in range(args.scale.get("intake", 1))]
+    reporting_ports = [free_port() for _ in range(args.scale.get("reporting", 1))]
     env = {
         **os.environ,
         "PYTHONUNBUFFERED": "1",
@@ -511,8 +526,6 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "KAFKA_BOOTSTRAP_SERVERS": args.kafka,
         "DATABASE_URL": database_url,
         "COMPLAINTS_TOPIC_NAMESPACE": namespace,
-        "INTAKE_PORT": str(intake_port),
-        "REPORTING_PORT": str(reporting_port),
         "SMTP_PORT": str(smtp_port),
         "SMS_GATEWAY_URL": f"http://127.0.0.1:{sms_port}/gateway/send",
         "WEBHOOK_BASE_URL": f"http://127.0.0.1:{sms_port}/webhooks",
@@ -532,16 +545,21 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     platform_.start(
         "sms", "deploy/local/sms_sink.py", "--dir", str(log_dir / "sms"), "--port", str(sms_port)
     )
+    ports = {
+        "intake": ("INTAKE_PORT", intake_ports),
+        "reporting": ("REPORTING_PORT", reporting_ports),
+    }
     for service in SERVICES:
-        platform_.start(service, "-m", f"services.{service}")
+        for n in range(args.scale.get(service, 1)):
+            own = {ports[service][0]: str(ports[service][1][n])} if service in ports else {}
+            instance = service if n == 0 else f"{service}-{n + 1}"
+            platform_.start(instance, "-m", f"services.{service}", env=own)
     result: dict[str, Any] = {}
     try:
-        await wait_http(f"http://127.0.0.1:{intake_port}/openapi.json")
-        await wait_http(f"http://127.0.0.1:{reporting_port}/openapi.json")
+        for port in intake_ports + reporting_ports:
+            await wait_http(f"http://127.0.0.1:{port}/openapi.json")
         await asyncio.sleep(3)  # consumers join their groups
-        sampler = Sampler(
-            {n: psutil.Process(p.pid) for n, p in platform_.popen.items() if n in SERVICES}
-        )
+        sampler = Sampler({name: psutil.Process(pid) for name, pid in platform_.services().items()})
         sampler.start()
         sampling = True
 
@@ -553,14 +571,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         sampler_task = asyncio.create_task(sample())
         profiling = (
             start_profiles(
-                {n: p.pid for n, p in platform_.popen.items() if n in SERVICES},
+                platform_.services(),
                 args.seconds,
                 log_dir / "profiles",
             )
             if args.profile
             else []
         )
-        load, seconds = await drive(args, f"http://127.0.0.1:{intake_port}", topics, args.kafka)
+        load, seconds = await drive(
+            args, [f"http://127.0.0.1:{port}" for port in intake_ports], topics, args.kafka
+        )
         for profiler in profiling:
             await asyncio.to_thread(profiler.wait)
         submitted = load.http_sent + load.kafka_sent
@@ -598,6 +618,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 "target_rate": args.rate,
                 "seconds": round(seconds, 1),
                 "branches": args.branches,
+                "instances": {service: args.scale.get(service, 1) for service in SERVICES},
                 "submitted_http": load.http_sent,
                 "submitted_kafka": load.kafka_sent,
                 "http_errors": load.http_errors,
@@ -625,7 +646,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     "collapsed_stacks": str(log_dir / "profiles" / f"{name}.txt"),
                     "hottest": hottest(log_dir / "profiles" / f"{name}.txt"),
                 }
-                for name in SERVICES
+                for name in platform_.services()
                 if (log_dir / "profiles" / f"{name}.txt").exists()
             }
     finally:
@@ -654,7 +675,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 4,
             ),
         }
-    await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    await admin.execute(f'DROP DATABASE "{database}" WITH (FORCE)')
     await admin.close()
     return result
 
@@ -709,6 +730,16 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def scale(text: str) -> dict[str, int]:
+    counts = {}
+    for part in filter(None, text.split(",")):
+        service, _, count = part.partition("=")
+        if service not in SERVICES or not count.isdigit() or int(count) < 1:
+            raise argparse.ArgumentTypeError(f"not service=count: {part!r}")
+        counts[service] = int(count)
+    return counts
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=60)
@@ -718,6 +749,13 @@ def main() -> int:
     parser.add_argument("--drain", type=float, default=120, help="seconds to wait for the tail")
     parser.add_argument("--kafka")
     parser.add_argument("--database-url")
+    parser.add_argument(
+        "--scale",
+        type=scale,
+        default={},
+        help='instances per service, e.g. "routing=2,notify=2" (default one each)',
+    )
+    parser.add_argument("--out", type=Path, help="where the JSON goes (default bench/results/)")
     parser.add_argument("--smoke", action="store_true", help="a short check of the harness")
     parser.add_argument(
         "--profile", action="store_true", help="py-spy every service while the load runs"
@@ -726,9 +764,9 @@ def main() -> int:
     if args.smoke:
         args.seconds, args.rate, args.branches, args.drain = 10, 10, 4, 60
     result = asyncio.run(run(args))
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    name = "smoke.json" if args.smoke else f"{result['when']}.json"
-    (RESULTS / name).write_text(json.dumps(result, indent=2, default=str) + "\n")
+    out = args.out or RESULTS / ("smoke.json" if args.smoke else f"{result['when']}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, default=str) + "\n")
     if not args.smoke:
         with (REPO / "BENCHMARKS.md").open("a", encoding="utf-8") as out:
             out.write(markdown(result) + "\n")
