@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 import httpx
@@ -224,6 +225,23 @@ def hottest(collapsed: Path, top: int = 12) -> list[tuple[str, float]]:
         total += int(count)
     ranked = sorted(own.items(), key=lambda item: -item[1])[:top]
     return [(frame, round(count / max(total, 1), 3)) for frame, count in ranked]
+
+
+def listening_on(port: int) -> psutil.Process | None:
+    for connection in psutil.net_connections("tcp"):
+        if connection.status == psutil.CONN_LISTEN and connection.laddr.port == port:
+            return psutil.Process(connection.pid) if connection.pid else None
+    return None
+
+
+def infrastructure(kafka: str, database_url: str) -> dict[str, psutil.Process]:
+    """The broker and PostgreSQL (with its backends), when they run on this machine: their
+    share of the cores is part of what one complaint costs."""
+    found = {
+        "kafka broker": listening_on(int(kafka.rsplit(":", 1)[1])),
+        "postgresql": listening_on(urlsplit(database_url).port or 5432),
+    }
+    return {name: process for name, process in found.items() if process is not None}
 
 
 def branches_and_categories() -> list[tuple[str, list[str]]]:
@@ -559,7 +577,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         for port in intake_ports + reporting_ports:
             await wait_http(f"http://127.0.0.1:{port}/openapi.json")
         await asyncio.sleep(3)  # consumers join their groups
-        sampler = Sampler({name: psutil.Process(pid) for name, pid in platform_.services().items()})
+        sampler = Sampler(
+            {
+                **{name: psutil.Process(pid) for name, pid in platform_.services().items()},
+                **{
+                    f"fake {name}": psutil.Process(platform_.popen[name].pid)
+                    for name in ("smtp", "sms")
+                },
+                **infrastructure(args.kafka, args.database_url),
+            }
+        )
         sampler.start()
         sampling = True
 
@@ -639,6 +666,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "sla_timer_lateness_ms": await timer_lateness(database_url),
             "rows_written_per_complaint": per_complaint_rows,
             "processes": sampler.report(span),
+            "cpu_ms_per_complaint": {
+                name: round(p["cpu_seconds"] * 1000 / max(len(rows), 1), 2)
+                for name, p in sampler.report(span).items()
+            },
         }
         if args.profile:
             result["profiles"] = {
