@@ -160,6 +160,7 @@ def build_app(settings: IntakeSettings) -> FastAPI:
             holder.intake = Intake(pool, packs, topics, settings.feedback_secret.get_secret_value())
             async with consuming(broker):
                 yield
+            await holder.intake.close()
             holder.intake = None
 
     app = FastAPI(

@@ -18,6 +18,7 @@ import asyncpg
 import structlog
 
 from services.intake import store
+from services.intake.group_commit import GroupCommit
 from services.intake.lifecycle import Action, CaseState, apply
 from services.intake.numbering import complaint_number, receipt_date
 from shared.consumer import batch_transaction
@@ -151,6 +152,10 @@ class Intake:
         self._topics = topics
         self._packs = packs
         self._feedback_secret = feedback_secret.encode()
+        self._group_commit = GroupCommit(pool, refusals=(SubmissionConflictError,))
+
+    async def close(self) -> None:
+        await self._group_commit.close()
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -206,20 +211,25 @@ class Intake:
         ``outcome`` builds the event a Kafka branch reads back, committed with the rest.
         """
         pack, branch = self.check(submission)
-        for _ in range(3):
-            try:
-                async with self._pool.acquire() as conn, conn.transaction():
-                    accepted = await self._accept_once(
-                        conn, submission, pack, branch, correlation_id, submission_key
-                    )
-                    if outcome is not None:
-                        await enqueue(
-                            conn, self._topics.submission_outcomes.name, outcome(accepted)
-                        )
-                    return accepted
-            except _SubmissionRaceError:
-                continue
-        raise RuntimeError("submission id contended three times in a row")
+
+        async def unit(conn: DbConnection) -> Accepted:
+            accepted = await self._accept_once(
+                conn, submission, pack, branch, correlation_id, submission_key
+            )
+            if outcome is not None:
+                await enqueue(conn, self._topics.submission_outcomes.name, outcome(accepted))
+            return accepted
+
+        async def alone() -> Accepted:
+            for _ in range(3):
+                try:
+                    async with self._pool.acquire() as conn, conn.transaction():
+                        return await unit(conn)
+                except _SubmissionRaceError:
+                    continue
+            raise RuntimeError("submission id contended three times in a row")
+
+        return await self._group_commit.run(unit, alone)
 
     async def _accept_once(
         self,

@@ -209,6 +209,38 @@ async def test_the_full_intake_record_is_kept_and_shown_with_its_history(
     assert missing.status_code == 404
 
 
+async def test_concurrent_submissions_share_commits_and_a_conflict_among_them_costs_no_other(
+    database_url: str,
+) -> None:
+    async with intake_client(database_url) as client:
+        first = await client.post(
+            "/v1/complaints", json=submission(), headers={"Idempotency-Key": "pms-7"}
+        )
+        responses = await asyncio.gather(
+            *(
+                client.post(
+                    "/v1/complaints",
+                    json=submission(description=f"第{i}件事"),
+                    headers={"Idempotency-Key": "pms-7" if i == 25 else f"burst-{i}"},
+                )
+                for i in range(60)
+            )
+        )
+    assert first.status_code == 201
+    assert [r.status_code for r in responses].count(409) == 1
+    assert responses[25].status_code == 409
+    accepted = [first, *(r for i, r in enumerate(responses) if i != 25)]
+    assert all(r.status_code == 201 for r in accepted)
+    ordinals = sorted(int(r.json()["complaint_no"][6:]) for r in accepted)
+    assert ordinals == list(range(1, 61))
+    # Group commit: the burst went in far fewer transactions than complaints.
+    transactions = await scalar(
+        database_url,
+        "SELECT count(DISTINCT xmin::text) FROM intake.complaints WHERE ordinal > 1",
+    )
+    assert transactions < 59
+
+
 async def test_a_retried_submission_gets_the_same_complaint_and_a_changed_one_409(
     database_url: str,
 ) -> None:
