@@ -18,7 +18,6 @@ import asyncpg
 import structlog
 
 from services.intake import store
-from services.intake.group_commit import GroupCommit
 from services.intake.lifecycle import Action, CaseState, apply
 from services.intake.numbering import complaint_number, receipt_date
 from shared.consumer import batch_transaction
@@ -50,6 +49,7 @@ from shared.contracts.intake import (
 )
 from shared.contracts.submissions import SubmissionOutcome, SubmitComplaint
 from shared.db import DbConnection
+from shared.group_commit import GroupCommit
 from shared.inbox import first_delivery
 from shared.outbox import enqueue
 from shared.policy import Branch, LivePacks, PolicyPack

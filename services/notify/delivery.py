@@ -58,6 +58,7 @@ from shared.contracts import (
     NotificationUnconfirmed,
 )
 from shared.db import DbConnection
+from shared.group_commit import GroupCommit
 from shared.outbox import enqueue
 
 BATCH = 100
@@ -98,6 +99,8 @@ class DeliveryWorker:
         self._slots = asyncio.Semaphore(settings.send_concurrency)
         self._in_flight: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
+        # Outcomes of concurrent sends commit together rather than one flush each.
+        self._outcomes = GroupCommit(pool)
         self._limits = {
             "email": AsyncLimiter(settings.rate_limit_email, 1),
             "sms": AsyncLimiter(settings.rate_limit_sms, 1),
@@ -126,6 +129,7 @@ class DeliveryWorker:
             # Sends already handed to a provider finish and record their outcome.
             if self._in_flight:
                 await asyncio.wait(self._in_flight, timeout=self._settings.lease_seconds)
+            await self._outcomes.close()
             with contextlib.suppress(Exception):
                 await listener.remove_listener(WAKE_CHANNEL, self._on_wake)
             await self._pool.release(listener)
@@ -275,10 +279,17 @@ class DeliveryWorker:
         }
 
     async def _record(self, n: Notification, event: NotificationEvent | None, **move: Any) -> bool:
-        async with self._pool.acquire() as conn, conn.transaction():
+        async def unit(conn: DbConnection) -> bool:
             moved = await store.move(conn, n.notification_id, **move)
             if moved and event is not None:
                 await enqueue(conn, self._topic, event)
+            return moved
+
+        async def alone() -> bool:
+            async with self._pool.acquire() as conn, conn.transaction():
+                return await unit(conn)
+
+        moved = await self._outcomes.run(unit, alone)
         if not moved:
             log.warning("outcome not recorded: the row moved on", to_status=move["to_status"])
         return moved

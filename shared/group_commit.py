@@ -1,11 +1,11 @@
 """Group commit: concurrent units of work share one transaction, and so one commit.
 
-Numbering takes a row lock that each submission holds until it commits, so one at a
-time would cap intake at one commit (one WAL flush) per complaint. Instead, whatever
+One at a time, each unit waits for its own commit (a WAL flush); intake's numbering even
+holds a row lock across it, which capped intake at one complaint per flush. Instead, whatever
 arrives while a transaction commits goes into the next one. A unit that fails (other
 than by a refusal made before it writes anything) takes its batch down with it; the
-batch is then run again one unit at a time, so one bad submission never costs the
-others theirs.
+batch is then run again one unit at a time, so one bad unit never costs the others
+theirs.
 """
 
 from __future__ import annotations
