@@ -242,31 +242,47 @@ async def resume(
     )
 
 
-async def take_due_timers(conn: DbConnection, limit: int) -> list[dict[str, Any]]:
-    """Due timers whose clock is in the state they wait for, locked for this transaction;
-    rows another instance holds are skipped, so each timer fires once."""
+async def claim_due_timers(conn: DbConnection, limit: int) -> list[dict[str, Any]]:
+    """Due timers whose clock is in the state they wait for, marked fired, in due order.
+
+    One statement locks and marks them, so a batch costs one round trip; rows another
+    transaction holds are skipped, so each timer fires once. Until this transaction
+    commits the rows stay locked, and a rollback leaves them to fire again.
+    """
     rows = await conn.fetch(
-        """SELECT t.timer_id, t.clock_id, t.complaint_no, t.kind, t.fraction, t.level,
-                  t.due_at, c.name, c.due_at AS clock_due_at, c.pack, c.rule, c.round,
-                  c.occurrence, c.series_start, k.branch_id, k.correlation_id
-           FROM timers t
-           JOIN clocks c ON c.clock_id = t.clock_id
-           JOIN cases k ON k.complaint_no = t.complaint_no
-           WHERE t.fired_at IS NULL AND NOT t.cancelled AND t.due_at <= now()
-             AND ((t.kind = 'escalation' AND c.state = 'breached')
-                  OR (t.kind <> 'escalation' AND c.state = 'running'))
-           ORDER BY t.due_at
-           LIMIT $1
-           FOR UPDATE OF t SKIP LOCKED""",
+        """UPDATE timers SET fired_at = now()
+           FROM (SELECT t.timer_id, t.clock_id, t.complaint_no, t.kind, t.fraction, t.level,
+                        t.due_at, c.name, c.due_at AS clock_due_at, c.pack, c.rule, c.round,
+                        c.occurrence, c.series_start
+                 FROM timers t
+                 JOIN clocks c ON c.clock_id = t.clock_id
+                 WHERE t.fired_at IS NULL AND NOT t.cancelled AND t.due_at <= now()
+                   AND ((t.kind = 'escalation' AND c.state = 'breached')
+                        OR (t.kind <> 'escalation' AND c.state = 'running'))
+                 ORDER BY t.due_at
+                 LIMIT $1
+                 FOR UPDATE OF t SKIP LOCKED) AS due
+           -- Cases are read for the timers this claim won only, not for those it skips.
+           JOIN cases k ON k.complaint_no = due.complaint_no
+           WHERE timers.timer_id = due.timer_id
+           RETURNING due.*, k.branch_id, k.correlation_id""",
         limit,
     )
-    return [dict(row) for row in rows]
+    # RETURNING keeps no order; a complaint's events should leave in the order they fell due.
+    return sorted((dict(row) for row in rows), key=lambda row: row["due_at"])
 
 
-async def mark_fired(conn: DbConnection, timer_ids: list[uuid.UUID]) -> None:
-    await conn.execute(
-        "UPDATE timers SET fired_at = now() WHERE timer_id = ANY($1::uuid[])", timer_ids
+async def seconds_until_next_timer(conn: DbConnection, *, at_most: float) -> float:
+    """How long to sleep before the earliest timer not yet due falls due (by the database's
+    clock), so it fires on time rather than up to a poll later; ``at_most`` still bounds
+    the sleep, for the timers other instances add meanwhile. Timers already due are held by
+    another transaction or wait for their clock to resume, so they do not count."""
+    wait: float = await conn.fetchval(
+        """SELECT least(coalesce(extract(epoch FROM min(due_at) - now())::float8, $1), $1)
+           FROM timers WHERE fired_at IS NULL AND NOT cancelled AND due_at > now()""",
+        at_most,
     )
+    return wait
 
 
 async def mark_breached(conn: DbConnection, clock_ids: list[uuid.UUID]) -> None:

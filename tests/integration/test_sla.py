@@ -13,6 +13,7 @@ import asyncpg
 
 from services.sla.app import MIGRATIONS
 from services.sla.app import build_app as build_sla
+from services.sla.store import seconds_until_next_timer
 from shared.contracts import ClockPaused, ClockResumed, ClockStarted, ClockStopped, decode_event
 from shared.db import apply_migrations
 from shared.deadlines import add_months
@@ -75,8 +76,11 @@ async def test_a_clock_pauses_resumes_and_stops_with_the_case(
     assert len(events) == 4  # the duplicate closing changed nothing
 
 
-async def _due_timers(database_url: str, count: int, due_at: datetime) -> None:
-    """``count`` running clocks with one warning timer each, all due at ``due_at``."""
+async def _due_timers(
+    database_url: str, count: int, due_at: datetime, *, kind: str = "warning"
+) -> None:
+    """``count`` running hotel clocks with one timer each (a 50 % warning unless ``kind``
+    says otherwise), all due at ``due_at``."""
     await apply_migrations(database_url, "sla", MIGRATIONS)
     conn = await asyncpg.connect(database_url, server_settings={"search_path": "sla"})
     try:
@@ -100,8 +104,11 @@ async def _due_timers(database_url: str, count: int, due_at: datetime) -> None:
         )
         await conn.executemany(
             """INSERT INTO timers (timer_id, clock_id, complaint_no, kind, fraction, due_at)
-               VALUES ($1, $2, $3, 'warning', 0.5, $4)""",
-            [(uuid.uuid4(), clock, number, due_at) for clock, number in clocks],
+               VALUES ($1, $2, $3, $4, $5, $6)""",
+            [
+                (uuid.uuid4(), clock, number, kind, 0.5 if kind == "warning" else None, due_at)
+                for clock, number in clocks
+            ],
         )
     finally:
         await conn.close()
@@ -123,22 +130,81 @@ async def test_ten_thousand_timers_due_in_one_second_fire_once_across_two_instan
         await wait_for(all_fired, timeout=120, interval=0.5)
     conn = await asyncpg.connect(database_url)
     try:
-        first, last = await conn.fetchrow("SELECT min(fired_at), max(fired_at) FROM sla.timers")
-        warnings = await conn.fetchval(
-            "SELECT count(DISTINCT payload) FROM sla.outbox WHERE headers->>'event_type' = "
-            "'ClockWarning'"
+        lateness = await conn.fetchrow(
+            """SELECT min(fired_at - due_at) AS first,
+                      percentile_cont(0.5) WITHIN GROUP (ORDER BY fired_at - due_at) AS p50,
+                      percentile_cont(0.99) WITHIN GROUP (ORDER BY fired_at - due_at) AS p99,
+                      max(fired_at - due_at) AS last
+               FROM sla.timers"""
+        )
+        events, clocks_warned = await conn.fetchrow(
+            """SELECT count(*), count(DISTINCT convert_from(payload, 'UTF8')::jsonb->>'clock_id')
+               FROM sla.outbox WHERE headers->>'event_type' = 'ClockWarning'"""
         )
     finally:
         await conn.close()
-    assert first >= due_at  # never early
-    assert last - due_at <= timedelta(seconds=10)
-    assert warnings == count
+    # Timing is the benchmark's to judge (bench/sla_timers.py); here it is only shown.
+    print(
+        f"\n{count} timers due at once, lateness: first {lateness['first']}, "
+        f"p50 {lateness['p50']}, p99 {lateness['p99']}, last {lateness['last']}"
+    )
+    assert lateness["first"] >= timedelta(0)  # never early
+    assert events == count  # one warning per timer, none twice
+    assert clocks_warned == count
+
+
+async def test_a_breach_marks_the_clock_and_climbs_the_ladder_once(
+    infra: Infra, database_url: str, topics: Topics
+) -> None:
+    due_at = datetime.now(UTC) + timedelta(seconds=2)
+    await _due_timers(database_url, 1, due_at, kind="breach")
+    sla = build_sla(settings_for(infra, database_url, topics))
+    async with running(sla):
+
+        async def top_rung_reached() -> bool:
+            sql = (
+                "SELECT count(*) FROM sla.timers WHERE kind = 'escalation' AND fired_at IS NOT NULL"
+            )
+            return await scalar(database_url, sql) == 2
+
+        await wait_for(top_rung_reached, timeout=30)
+    records = await read_records(infra.kafka_bootstrap_servers, topics.sla.name, expected=3)
+    events = [json.loads(r.value) for r in records]
+    assert [(e["event_type"], e.get("level")) for e in events] == [
+        ("ClockBreached", None),
+        ("EscalationRaised", 1),  # the hotel's rungs have no after_hours: they follow at once
+        ("EscalationRaised", 2),
+    ]
+    assert events[1]["to"] == ["fo-supervisor"]
+    state = await scalar(database_url, "SELECT count(*) FROM sla.clocks WHERE state = 'breached'")
+    assert state == 1
+
+
+async def test_the_timer_loop_wakes_for_the_next_timer_not_for_those_a_pause_holds(
+    database_url: str,
+) -> None:
+    await _due_timers(database_url, 2, datetime.now(UTC) - timedelta(minutes=5))
+    conn = await asyncpg.connect(database_url, server_settings={"search_path": "sla"})
+    try:
+        hour = 3600.0
+        # Both clocks paused: their due timers wait for a resume, not for the loop.
+        await conn.execute("UPDATE clocks SET state = 'paused', paused_at = now()")
+        assert await seconds_until_next_timer(conn, at_most=2 * hour) == 2 * hour
+        await conn.execute(
+            "UPDATE timers SET due_at = now() + interval '1 hour' "
+            "WHERE timer_id = (SELECT min(timer_id::text)::uuid FROM timers)"
+        )
+        wait = await seconds_until_next_timer(conn, at_most=2 * hour)
+        assert hour - 60 < wait <= hour
+        assert await seconds_until_next_timer(conn, at_most=0.2) == 0.2
+    finally:
+        await conn.close()
 
 
 async def test_timers_due_while_sla_is_killed_fire_after_restart_exactly_once(
     infra: Infra, database_url: str, topics: Topics, tmp_path: Path
 ) -> None:
-    count = 3_000
+    count = 6_000  # several batches per sla loop, so the kill lands between them
     due_at = datetime.now(UTC) + timedelta(seconds=6)
     await _due_timers(database_url, count, due_at)
     platform = Platform(
