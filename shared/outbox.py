@@ -58,14 +58,22 @@ async def enqueue(conn: DbConnection, topic: str, message: Publishable) -> None:
 
 
 async def enqueue_many(conn: DbConnection, topic: str, messages: list[Publishable]) -> None:
-    """``enqueue`` for a batch, in one round trip."""
-    await conn.executemany(
+    """``enqueue`` for a batch, in one statement (cheaper for the database than a row
+    at a time)."""
+    if not messages:
+        return
+    await conn.execute(
         """INSERT INTO outbox (event_id, topic, key, payload, headers)
-           VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO NOTHING""",
-        [
-            (m.event_id, topic, m.key, m.model_dump_json().encode(), json.dumps(m.headers()))
-            for m in messages
-        ],
+           SELECT event_id, $2, key, payload, headers::jsonb
+           FROM unnest($1::uuid[], $3::bytea[], $4::bytea[], $5::text[]) WITH ORDINALITY
+               AS m (event_id, key, payload, headers, position)
+           ORDER BY position  -- ids, and so publishing, in the order given
+           ON CONFLICT (event_id) DO NOTHING""",
+        [m.event_id for m in messages],
+        topic,
+        [m.key for m in messages],
+        [m.model_dump_json().encode() for m in messages],
+        [json.dumps(m.headers()) for m in messages],
     )
 
 

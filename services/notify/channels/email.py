@@ -11,6 +11,7 @@ unconfirmed rather than sent twice.
 from __future__ import annotations
 
 import contextlib
+import socket
 from collections.abc import Awaitable, Callable
 from email.message import EmailMessage
 from email.utils import parseaddr
@@ -41,6 +42,8 @@ class SmtpSender:
         self._username = username
         self._password = password
         self._timeout = timeout
+        # aiosmtplib would otherwise look the name up in a thread on every connection.
+        self._local_hostname = socket.getfqdn()
 
     async def send(self, message: EmailMessage, before_data: Callable[[], Awaitable[None]]) -> str:
         """Deliver ``message`` to the server; its Message-ID."""
@@ -51,6 +54,7 @@ class SmtpSender:
             username=self._username,
             password=self._password,
             timeout=self._timeout,
+            local_hostname=self._local_hostname,
         )
         try:
             return await self._converse(client, message, before_data)
