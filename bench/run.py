@@ -94,10 +94,16 @@ class Sampler:
     cpu_end: dict[str, float] = field(default_factory=dict)
 
     def _cpu(self, process: psutil.Process) -> float:
-        total = 0.0
-        for p in [process, *process.children(recursive=True)]:
+        """The process's CPU time and its children's, living and ended (PostgreSQL's
+        backends come and go)."""
+        try:
+            own = process.cpu_times()
+        except psutil.Error:
+            return 0.0
+        total = own.user + own.system + own.children_user + own.children_system
+        for child in process.children(recursive=True):
             try:
-                times = p.cpu_times()
+                times = child.cpu_times()
                 total += times.user + times.system
             except psutil.Error:
                 continue
