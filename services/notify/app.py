@@ -132,6 +132,7 @@ def build_app(settings: NotifySettings) -> FastStream:
         async with AsyncExitStack() as stack:
             stack.push_async_callback(sms.aclose)
             stack.push_async_callback(webhook.aclose)
+            stack.callback(email.close)
             await stack.enter_async_context(worker.running())
             yield
 
