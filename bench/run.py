@@ -52,6 +52,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.preload import preload  # noqa: E402
 from shared.kafka_admin import ensure_topics  # noqa: E402
 from shared.policy import load_packs  # noqa: E402
 from shared.topics import Topics, all_topic_partitions  # noqa: E402
@@ -332,7 +333,7 @@ async def drive(
 
 PROCESSED = """
 WITH received AS (
-    SELECT complaint_no, received_at FROM intake.complaints
+    SELECT complaint_no, received_at FROM intake.complaints WHERE received_at >= $1
 ), routed AS (
     SELECT complaint_no, min(assigned_at) AS at FROM routing.assignments GROUP BY 1
 ), received_events AS (
@@ -358,10 +359,11 @@ LEFT JOIN acknowledged USING (complaint_no) LEFT JOIN visible USING (complaint_n
 """
 
 
-async def measure(database_url: str) -> list[asyncpg.Record]:
+async def measure(database_url: str, since: datetime) -> list[asyncpg.Record]:
+    """The run's complaints (not preloaded ones) and when each reached each stage."""
     conn = await asyncpg.connect(database_url)
     try:
-        return list(await conn.fetch(PROCESSED))
+        return list(await conn.fetch(PROCESSED, since))
     finally:
         await conn.close()
 
@@ -372,24 +374,49 @@ def complete(row: asyncpg.Record) -> bool:
     )
 
 
-async def rows_per_complaint(database_url: str, complaints: int) -> float:
+async def rows_inserted(database_url: str) -> int:
     conn = await asyncpg.connect(database_url)
     try:
-        counts = await conn.fetch(
-            """SELECT schemaname, relname, n_tup_ins FROM pg_stat_user_tables
+        total: int = await conn.fetchval(
+            """SELECT coalesce(sum(n_tup_ins), 0) FROM pg_stat_user_tables
                WHERE schemaname IN ('intake', 'routing', 'sla', 'notify', 'reporting')"""
         )
     finally:
         await conn.close()
-    return round(sum(r["n_tup_ins"] for r in counts) / max(complaints, 1), 1)
+    return total
 
 
-async def timer_lateness(database_url: str) -> dict[str, Any]:
+async def notifications(database_url: str, since: datetime) -> dict[str, Any]:
+    """Where notify's messages stand, and how long they waited to be taken and to go."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        by_status = await conn.fetch(
+            """SELECT channel, status, count(*) AS n FROM notify.notifications
+               WHERE created_at >= $1 GROUP BY 1, 2""",
+            since,
+        )
+        waits = await conn.fetch(
+            """SELECT extract(epoch FROM first_attempt_at - created_at) * 1000 AS queued_ms,
+                      extract(epoch FROM sent_at - first_attempt_at) * 1000 AS sending_ms
+               FROM notify.notifications WHERE sent_at IS NOT NULL AND created_at >= $1""",
+            since,
+        )
+    finally:
+        await conn.close()
+    return {
+        "by_channel_and_status": {f"{r['channel']}/{r['status']}": r["n"] for r in by_status},
+        "queued_ms": percentiles([float(r["queued_ms"]) for r in waits]),
+        "sending_ms": percentiles([float(r["sending_ms"]) for r in waits]),
+    }
+
+
+async def timer_lateness(database_url: str, since: datetime) -> dict[str, Any]:
     conn = await asyncpg.connect(database_url)
     try:
         rows = await conn.fetch(
             """SELECT extract(epoch FROM fired_at - due_at) * 1000 AS late_ms FROM sla.timers
-               WHERE fired_at IS NOT NULL AND fired_at >= due_at"""
+               WHERE fired_at IS NOT NULL AND fired_at >= due_at AND due_at >= $1""",
+            since,
         )
     finally:
         await conn.close()
@@ -538,6 +565,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     namespace = f"bench-{uuid.uuid4().hex[:8]}"
     topics = Topics.in_namespace(namespace)
     await ensure_topics(args.kafka, all_topic_partitions(namespace))
+    preloaded = (
+        await preload(database_url, args.preload, namespace=namespace) if args.preload else None
+    )
+    rows_before = await rows_inserted(database_url) if args.preload else 0
     log_dir = REPO / ".local" / "bench" / stamp
     log_dir.mkdir(parents=True, exist_ok=True)
     smtp_port, sms_port = free_port(), free_port()
@@ -594,6 +625,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             }
         )
         sampler.start()
+        since = datetime.now(UTC)
         sampling = True
 
         async def sample() -> None:
@@ -618,9 +650,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             await asyncio.to_thread(profiler.wait)
         submitted = load.http_sent + load.kafka_sent
         drain_deadline = time.monotonic() + args.drain
-        rows = await measure(database_url)
+        rows = await measure(database_url, since)
         while time.monotonic() < drain_deadline:
-            rows = await measure(database_url)
+            rows = await measure(database_url, since)
             if len(rows) >= submitted - load.http_errors and all(complete(r) for r in rows):
                 break
             await asyncio.sleep(1)
@@ -637,7 +669,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         def ms(a: str, b: str) -> list[float]:
             return [(r[b] - r[a]).total_seconds() * 1000 for r in done]
 
-        per_complaint_rows = await rows_per_complaint(database_url, len(rows))
+        per_complaint_rows = round(
+            (await rows_inserted(database_url) - rows_before) / max(len(rows), 1), 1
+        )
         result = {
             "when": stamp,
             "command": " ".join(["python", *sys.argv]),
@@ -646,6 +680,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
                 "platform": platform.platform(),
                 "python": platform.python_version(),
+                # Other work on the machine skews every figure; this says how much there was.
+                "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()],
             },
             "load": {
                 "target_rate": args.rate,
@@ -656,6 +692,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 "submitted_kafka": load.kafka_sent,
                 "http_errors": load.http_errors,
             },
+            "preloaded": preloaded,
             "accepted": len(rows),
             "fully_processed": len(done),
             "missing_at_end": {
@@ -669,7 +706,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 "accept_to_visible_in_reporting": percentiles(ms("received_at", "visible_at")),
                 "accept_to_acknowledgement_sent": percentiles(ms("received_at", "acknowledged_at")),
             },
-            "sla_timer_lateness_ms": await timer_lateness(database_url),
+            "sla_timer_lateness_ms": await timer_lateness(database_url, since),
+            "notifications": await notifications(database_url, since),
             "rows_written_per_complaint": per_complaint_rows,
             "processes": sampler.report(span),
             "cpu_ms_per_complaint": {
@@ -721,6 +759,10 @@ def markdown(result: dict[str, Any]) -> str:
     lat = result["latency_ms"]
     rows = [
         ("complaints/s fully processed", result["throughput_per_second"]),
+        (
+            "complaints preloaded before the run",
+            (result.get("preloaded") or {}).get("complaints", 0),
+        ),
         ("accepted / fully processed", f"{result['accepted']} / {result['fully_processed']}"),
         *(
             (
@@ -791,6 +833,12 @@ def main() -> int:
         type=scale,
         default={},
         help='instances per service, e.g. "routing=2,notify=2" (default one each)',
+    )
+    parser.add_argument(
+        "--preload",
+        type=int,
+        default=0,
+        help="complaints' worth of history in every schema before the run (bench/preload.py)",
     )
     parser.add_argument("--out", type=Path, help="where the JSON goes (default bench/results/)")
     parser.add_argument("--smoke", action="store_true", help="a short check of the harness")
