@@ -7,9 +7,13 @@ Days are calendar days in the reporting time zone (``REPORT_TIMEZONE``).
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from services.reporting.api import (
     Backlog,
@@ -35,6 +39,9 @@ from shared.db import DbConnection
 
 FINISHED = ("closed", "not_upheld")
 AGE_BUCKETS = (("<1d", 1), ("1-3d", 3), ("3-7d", 7), (">7d", None))
+# Planner settings of a report's transaction: see _reading.
+REPORT_WORK_MEM = "32MB"
+REPORT_RANDOM_PAGE_COST = "1.1"
 
 
 @dataclass(frozen=True)
@@ -49,94 +56,147 @@ class Filters:
     def where(self, params: list[Any], alias: str = "c") -> str:
         """SQL conditions on the cases table ``alias``; appends their values to ``params``."""
 
-        def bind(value: Any) -> str:
-            params.append(value)
-            return f"${len(params)}"
-
         clauses = [f"{alias}.received_at IS NOT NULL"]
         if self.branch_id is not None:
-            clauses.append(f"{alias}.branch_id = {bind(self.branch_id)}")
+            clauses.append(f"{alias}.branch_id = {_bind(params, self.branch_id)}")
         if self.pack is not None:
-            clauses.append(f"{alias}.pack = {bind(self.pack)}")
+            clauses.append(f"{alias}.pack = {_bind(params, self.pack)}")
         if self.department is not None:
-            clauses.append(f"{alias}.department = {bind(self.department)}")
-        if self.date_from is not None:
-            clauses.append(f"{self.day(alias, params)} >= {bind(self.date_from)}")
-        if self.date_to is not None:
-            clauses.append(f"{self.day(alias, params)} <= {bind(self.date_to)}")
+            clauses.append(f"{alias}.department = {_bind(params, self.department)}")
+        clauses += self.days_between(f"{alias}.received_at", self.date_from, self.date_to, params)
         return " AND ".join(clauses)
 
-    def day(self, alias: str, params: list[Any], column: str = "received_at") -> str:
-        params.append(self.timezone)
-        return f"({alias}.{column} AT TIME ZONE ${len(params)})::date"
+    def days_between(
+        self, column: str, first: date | None, last: date | None, params: list[Any]
+    ) -> list[str]:
+        """``column`` (a time) falls on the days ``first`` to ``last`` (either open), as a
+        range of instants that an index on ``column`` serves. Exact: the day a time falls on
+        never decreases as time passes, so it is on or after ``first`` exactly when the
+        time is at or after the first instant of ``first``."""
+        clauses = []
+        if first is not None and (start := self.start_of(first)) is not None:
+            clauses.append(f"{column} >= {_bind(params, start)}")
+        if last is not None and (end := self.start_of(last, days_later=1)) is not None:
+            clauses.append(f"{column} < {_bind(params, end)}")
+        return clauses
+
+    def start_of(self, day: date, days_later: int = 0) -> datetime | None:
+        """The first instant of the day ``days_later`` days after ``day`` in the time zone
+        (fold 0: the earlier of a repeated midnight; a skipped midnight maps to the instant
+        the day begins). None past the range of datetimes, where no bound is needed."""
+        try:
+            later = day + timedelta(days=days_later)
+            return datetime.combine(later, time(), ZoneInfo(self.timezone)).astimezone(UTC)
+        except OverflowError:
+            return None
+
+
+# The summary's dimensions and the columns the query gives them.
+_SUMMARY_DIMENSIONS = {
+    "status": "status_then",
+    "category": "category",
+    "branch": "branch_id",
+    "pack": "pack",
+    "department": "department",
+    "channel": "channel",
+}
+_SUMMARY_COLUMNS = ", ".join(_SUMMARY_DIMENSIONS.values())
 
 
 async def summary(conn: DbConnection, filters: Filters, as_of: datetime | None = None) -> Summary:
     """Counts by every dimension and the open backlog; ``as_of``: as they stood then."""
     params: list[Any] = []
     where = filters.where(params)
-    moment = _bind(params, as_of or datetime.now(UTC))
-    day = filters.day("c", params)
+    reference = as_of or datetime.now(UTC)
+    moment = _bind(params, reference)
+    one, three, seven = (_bind(params, reference - timedelta(days=n)) for n in (1, 3, 7))
     # The status at ``moment``: intake's latest event then (its sequence orders them).
-    status = (
-        f"""(SELECT h.status FROM case_status_history h
-             WHERE h.complaint_no = c.complaint_no AND h.occurred_at <= {moment}
-             ORDER BY h.sequence DESC LIMIT 1)"""  # noqa: S608 -- moment is a parameter
-        if as_of is not None
-        else "c.status"
-    )
-    rows = await conn.fetch(
-        f"""WITH chosen AS (
-                SELECT c.*, {status} AS status_then, {day} AS received_day
-                FROM cases c WHERE {where} AND c.received_at <= {moment}
-            )
-            SELECT dimension, key, count(*) AS n,
-                   min(received_at) FILTER (WHERE is_open) AS oldest
-            FROM chosen,
-                 LATERAL (SELECT status_then NOT IN ('closed', 'not_upheld') AS is_open) o,
-                 LATERAL (VALUES ('status', status_then), ('category', category),
-                                 ('branch', branch_id), ('pack', pack),
-                                 ('department', department), ('channel', channel),
-                                 ('day', received_day::text),
-                                 ('age', CASE WHEN NOT is_open THEN NULL
-                                     WHEN received_at > {moment} - interval '1 day' THEN '<1d'
-                                     WHEN received_at > {moment} - interval '3 days' THEN '1-3d'
-                                     WHEN received_at > {moment} - interval '7 days' THEN '3-7d'
-                                     ELSE '>7d' END),
-                                 ('total', 'all')) AS d(dimension, key)
-            WHERE status_then IS NOT NULL
-            GROUP BY dimension, key""",  # noqa: S608 -- filters bind values as parameters
-        *params,
-    )
-    counts: dict[str, dict[str, int]] = {}
+    # A join, not a subquery in the select list, which would run once per mention.
+    status, history = "c.status", ""
+    if as_of is not None:
+        status = "h.status"
+        history = f"""LEFT JOIN LATERAL (
+                SELECT h.status FROM case_status_history h
+                WHERE h.complaint_no = c.complaint_no AND h.occurred_at <= {moment}
+                ORDER BY h.sequence DESC LIMIT 1
+            ) h ON true"""  # noqa: S608 -- moment is a parameter
+    # One pass over the cases, two grouping sets: every combination of the dimensions
+    # that occurs (a few thousand at most: they are rolled up below), and the days.
+    async with _reading(conn, filters):
+        rows = await conn.fetch(
+            f"""SELECT GROUPING(received_day) = 0 AS is_day, received_day, {_SUMMARY_COLUMNS},
+                       count(*) AS n, min(received_at) FILTER (WHERE is_open) AS oldest,
+                       count(*) FILTER (WHERE is_open AND received_at > {one}) AS "<1d",
+                       count(*) FILTER (WHERE is_open AND received_at <= {one}
+                                        AND received_at > {three}) AS "1-3d",
+                       count(*) FILTER (WHERE is_open AND received_at <= {three}
+                                        AND received_at > {seven}) AS "3-7d",
+                       count(*) FILTER (WHERE is_open AND received_at <= {seven}) AS ">7d"
+                FROM (
+                    SELECT {status} AS status_then, c.category, c.branch_id, c.pack,
+                           c.department, c.channel, c.received_at::date AS received_day,
+                           c.received_at
+                    FROM cases c {history} WHERE {where} AND c.received_at <= {moment}
+                ) chosen,
+                LATERAL (SELECT status_then NOT IN ('closed', 'not_upheld') AS is_open) o
+                WHERE status_then IS NOT NULL
+                GROUP BY GROUPING SETS (({_SUMMARY_COLUMNS}), (received_day))""",  # noqa: S608
+            *params,
+        )
+    counts: dict[str, Counter[str]] = {name: Counter() for name in _SUMMARY_DIMENSIONS}
+    by_day: dict[str, int] = {}
+    by_age: Counter[str] = Counter()
     oldest: datetime | None = None
     for row in rows:
-        if row["key"] is None and row["dimension"] != "age":
-            counts.setdefault(row["dimension"], {})["unknown"] = row["n"]
-        elif row["key"] is not None:
-            counts.setdefault(row["dimension"], {})[row["key"]] = row["n"]
-        if row["dimension"] == "total" and row["oldest"] is not None:
+        if row["is_day"]:
+            by_day[row["received_day"].isoformat()] = row["n"]
+            continue
+        for dimension, column in _SUMMARY_DIMENSIONS.items():
+            counts[dimension]["unknown" if row[column] is None else row[column]] += row["n"]
+        by_age.update({name: row[name] for name, _ in AGE_BUCKETS})
+        if row["oldest"] is not None and (oldest is None or row["oldest"] < oldest):
             oldest = row["oldest"]
-    by_age = {name: counts.get("age", {}).get(name, 0) for name, _ in AGE_BUCKETS}
-    reference = as_of or datetime.now(UTC)
     return Summary(
         as_of=as_of,
-        total=counts.get("total", {}).get("all", 0),
-        by_status=counts.get("status", {}),
-        by_category=counts.get("category", {}),
-        by_branch=counts.get("branch", {}),
-        by_pack=counts.get("pack", {}),
-        by_department=counts.get("department", {}),
-        by_channel=counts.get("channel", {}),
-        by_day=dict(sorted(counts.get("day", {}).items())),
+        total=sum(counts["status"].values()),
+        by_status=dict(counts["status"]),
+        by_category=dict(counts["category"]),
+        by_branch=dict(counts["branch"]),
+        by_pack=dict(counts["pack"]),
+        by_department=dict(counts["department"]),
+        by_channel=dict(counts["channel"]),
+        by_day=dict(sorted(by_day.items())),
         backlog=Backlog(
             open=sum(by_age.values()),
-            by_age=by_age,
+            by_age={name: by_age[name] for name, _ in AGE_BUCKETS},
             oldest_hours=(
                 round((reference - oldest).total_seconds() / 3600, 2) if oldest else None
             ),
         ),
     )
+
+
+@asynccontextmanager
+async def _reading(conn: DbConnection, filters: Filters) -> AsyncIterator[None]:
+    """A report's queries, in a transaction set up for them:
+
+    - a time's ``::date`` is its day in the report time zone, far cheaper per row than
+      ``AT TIME ZONE``;
+    - work memory lets grouping by day hash: the planner, not knowing how few days there
+      are, counts on a group per row and would sort tens of thousands of rows on disk;
+    - a random page costs about what a sequential one does, as it does for projections
+      read from memory: a branch's few thousand cases then look up their clocks by index
+      instead of hashing all the clocks there are.
+    """
+    async with conn.transaction(readonly=True):
+        await conn.execute(
+            """SELECT set_config('TimeZone', $1, true), set_config('work_mem', $2, true),
+                      set_config('random_page_cost', $3, true)""",
+            filters.timezone,
+            REPORT_WORK_MEM,
+            REPORT_RANDOM_PAGE_COST,
+        )
+        yield
 
 
 def _bind(params: list[Any], value: Any) -> str:
@@ -147,24 +207,25 @@ def _bind(params: list[Any], value: Any) -> str:
 async def sla(conn: DbConnection, filters: Filters) -> SlaReport:
     params: list[Any] = []
     where = filters.where(params)
-    clocks = await conn.fetch(
-        f"""SELECT k.name,
-                   count(*) FILTER (WHERE k.state = 'met') AS met,
-                   count(*) FILTER (WHERE k.state = 'breached') AS breached,
-                   count(*) FILTER (WHERE k.state IN ('running', 'paused')) AS running,
-                   count(*) FILTER (WHERE k.state IN ('running', 'paused')
-                                    AND k.due_at < now()) AS overdue
-            FROM case_clocks k JOIN cases c USING (complaint_no)
-            WHERE {where} AND NOT k.return_visit
-            GROUP BY k.name ORDER BY k.name""",  # noqa: S608
-        *params,
-    )
-    escalations = await conn.fetch(
-        f"""SELECT coalesce(e.level::text, 'staff') AS level, count(*) AS n
-            FROM case_escalations e JOIN cases c USING (complaint_no)
-            WHERE {where} GROUP BY 1 ORDER BY 1""",  # noqa: S608
-        *params,
-    )
+    async with _reading(conn, filters):
+        clocks = await conn.fetch(
+            f"""SELECT k.name,
+                       count(*) FILTER (WHERE k.state = 'met') AS met,
+                       count(*) FILTER (WHERE k.state = 'breached') AS breached,
+                       count(*) FILTER (WHERE k.state IN ('running', 'paused')) AS running,
+                       count(*) FILTER (WHERE k.state IN ('running', 'paused')
+                                        AND k.due_at < now()) AS overdue
+                FROM case_clocks k JOIN cases c USING (complaint_no)
+                WHERE {where} AND NOT k.return_visit
+                GROUP BY k.name ORDER BY k.name""",  # noqa: S608
+            *params,
+        )
+        escalations = await conn.fetch(
+            f"""SELECT coalesce(e.level::text, 'staff') AS level, count(*) AS n
+                FROM case_escalations e JOIN cases c USING (complaint_no)
+                WHERE {where} GROUP BY 1 ORDER BY 1""",  # noqa: S608
+            *params,
+        )
     stats = [
         ClockStats(
             clock=row["name"],
@@ -210,64 +271,77 @@ def _percentiles(row: Any) -> Percentiles:
 async def response_times(conn: DbConnection, filters: Filters) -> ResponseTimes:
     params: list[Any] = []
     where = filters.where(params)
-    contact = await conn.fetchrow(
-        f"""SELECT {_PERCENTILES} FROM (
-                SELECT extract(epoch FROM c.first_contact_at - c.assigned_at) / 3600 AS x
-                FROM cases c WHERE {where} AND c.first_contact_at IS NOT NULL
-                  AND c.assigned_at IS NOT NULL AND c.first_contact_at >= c.assigned_at
-            ) t""",  # noqa: S608
-        *params,
-    )
-    to_close = await conn.fetch(
-        f"""SELECT category, {_PERCENTILES} FROM (
-                SELECT coalesce(c.category, 'unknown') AS category,
-                       extract(epoch FROM c.closed_at - c.received_at) / 3600 AS x
-                FROM cases c WHERE {where} AND c.closed_at IS NOT NULL
-            ) t GROUP BY category ORDER BY category""",  # noqa: S608
-        *params,
-    )
+    async with _reading(conn, filters):
+        contact = await conn.fetchrow(
+            f"""SELECT {_PERCENTILES} FROM (
+                    SELECT extract(epoch FROM c.first_contact_at - c.assigned_at) / 3600 AS x
+                    FROM cases c WHERE {where} AND c.first_contact_at IS NOT NULL
+                      AND c.assigned_at IS NOT NULL AND c.first_contact_at >= c.assigned_at
+                ) t""",  # noqa: S608
+            *params,
+        )
+        to_close = await conn.fetch(
+            f"""SELECT category, {_PERCENTILES} FROM (
+                    SELECT coalesce(c.category, 'unknown') AS category,
+                           extract(epoch FROM c.closed_at - c.received_at) / 3600 AS x
+                    FROM cases c WHERE {where} AND c.closed_at IS NOT NULL
+                ) t GROUP BY category ORDER BY category""",  # noqa: S608
+            *params,
+        )
     return ResponseTimes(
         first_contact=_percentiles(contact),
         to_close_by_category={row["category"]: _percentiles(row) for row in to_close},
     )
 
 
+# GROUPING(branch_id, department, assignee_id) of each grouping set: its dimension, column.
+_SATISFACTION_GROUPING = {
+    0b111: ("all", None),
+    0b011: ("branch", "branch_id"),
+    0b101: ("department", "department"),
+    0b110: ("person", "assignee_id"),
+}
+
+
 async def satisfaction(conn: DbConnection, filters: Filters) -> SatisfactionReport:
     params: list[Any] = []
     where = filters.where(params)
-    rows = await conn.fetch(
-        f"""SELECT dimension, key, count(*) AS n, avg(score) AS mean,
-                   count(*) FILTER (WHERE round(score) = 1) AS s1,
-                   count(*) FILTER (WHERE round(score) = 2) AS s2,
-                   count(*) FILTER (WHERE round(score) = 3) AS s3,
-                   count(*) FILTER (WHERE round(score) = 4) AS s4,
-                   count(*) FILTER (WHERE round(score) = 5) AS s5
-            FROM (
-                SELECT (f.quality + f.attitude + f.speed) / 3.0 AS score, c.branch_id,
-                       c.department, c.assignee_id
-                FROM case_feedback f JOIN cases c USING (complaint_no) WHERE {where}
-            ) scored,
-            LATERAL (VALUES ('all', 'all'), ('branch', branch_id), ('department', department),
-                            ('person', assignee_id)) AS d(dimension, key)
-            WHERE key IS NOT NULL
-            GROUP BY dimension, key""",  # noqa: S608
-        *params,
-    )
-    rates = await conn.fetchrow(
-        f"""SELECT count(*) FILTER (WHERE c.decided_at IS NOT NULL) AS decided,
-                   count(*) FILTER (WHERE c.reopened > 0) AS reopened,
-                   count(*) FILTER (WHERE c.not_upheld) AS not_upheld,
-                   (SELECT count(*) FROM case_return_visits_due d JOIN cases c USING
-                        (complaint_no) WHERE {where}) AS visits_due,
-                   (SELECT count(*) FROM case_return_visits v JOIN cases c USING
-                        (complaint_no) WHERE {where}) AS visits_done
-            FROM cases c WHERE {where}""",  # noqa: S608
-        *params,
-    )
+    async with _reading(conn, filters):
+        rows = await conn.fetch(
+            f"""SELECT GROUPING(branch_id, department, assignee_id) AS grouping_set,
+                       branch_id, department, assignee_id, count(*) AS n, avg(score) AS mean,
+                       count(*) FILTER (WHERE round(score) = 1) AS s1,
+                       count(*) FILTER (WHERE round(score) = 2) AS s2,
+                       count(*) FILTER (WHERE round(score) = 3) AS s3,
+                       count(*) FILTER (WHERE round(score) = 4) AS s4,
+                       count(*) FILTER (WHERE round(score) = 5) AS s5
+                FROM (
+                    SELECT (f.quality + f.attitude + f.speed) / 3.0 AS score, c.branch_id,
+                           c.department, c.assignee_id
+                    FROM case_feedback f JOIN cases c USING (complaint_no) WHERE {where}
+                ) scored
+                GROUP BY GROUPING SETS ((), (branch_id), (department), (assignee_id))""",  # noqa: S608
+            *params,
+        )
+        rates = await conn.fetchrow(
+            f"""SELECT count(*) FILTER (WHERE c.decided_at IS NOT NULL) AS decided,
+                       count(*) FILTER (WHERE c.reopened > 0) AS reopened,
+                       count(*) FILTER (WHERE c.not_upheld) AS not_upheld,
+                       (SELECT count(*) FROM case_return_visits_due d JOIN cases c USING
+                            (complaint_no) WHERE {where}) AS visits_due,
+                       (SELECT count(*) FROM case_return_visits v JOIN cases c USING
+                            (complaint_no) WHERE {where}) AS visits_done
+                FROM cases c WHERE {where}""",  # noqa: S608
+            *params,
+        )
     assert rates is not None
     groups: dict[str, dict[str, ScoreStats]] = {}
     for row in rows:
-        groups.setdefault(row["dimension"], {})[row["key"]] = ScoreStats(
+        dimension, column = _SATISFACTION_GROUPING[row["grouping_set"]]
+        key = row[column] if column else "all"
+        if key is None or row["n"] == 0:  # the total of no feedback at all is no row
+            continue
+        groups.setdefault(dimension, {})[key] = ScoreStats(
             count=row["n"],
             mean=round(float(row["mean"]), 3),
             distribution={str(score): row[f"s{score}"] for score in range(1, 6)},
@@ -295,27 +369,29 @@ async def complaint_rate(
     for; ``targets``: each branch's pack target (hotel: under 1 %)."""
     params: list[Any] = []
     where = filters.where(params)
-    day = filters.day("c", params)
     volume_range = ""
     if filters.date_from is not None:
         volume_range += f" AND v.day >= {_bind(params, filters.date_from)}"
     if filters.date_to is not None:
         volume_range += f" AND v.day <= {_bind(params, filters.date_to)}"
-    rows = await conn.fetch(
-        f"""WITH volumes AS (
-                SELECT v.branch_id, sum(v.services) AS services FROM service_volumes v
-                WHERE true {volume_range} GROUP BY v.branch_id
-            ), complaints AS (
-                SELECT c.branch_id, count(*) AS n FROM cases c
-                WHERE {where} AND {day} IN (SELECT v.day FROM service_volumes v
-                                            WHERE v.branch_id = c.branch_id {volume_range})
-                GROUP BY c.branch_id
-            )
-            SELECT v.branch_id, coalesce(k.n, 0) AS complaints, v.services
-            FROM volumes v LEFT JOIN complaints k USING (branch_id)
-            ORDER BY v.branch_id""",  # noqa: S608
-        *params,
-    )
+    async with _reading(conn, filters):
+        rows = await conn.fetch(
+            f"""WITH volumes AS (
+                    SELECT v.branch_id, sum(v.services) AS services FROM service_volumes v
+                    WHERE true {volume_range} GROUP BY v.branch_id
+                ), complaints AS (
+                    -- (branch_id, day) is the volumes' key: each case meets at most one row.
+                    SELECT c.branch_id, count(*) AS n
+                    FROM cases c JOIN service_volumes v
+                        ON v.branch_id = c.branch_id AND v.day = c.received_at::date {volume_range}
+                    WHERE {where}
+                    GROUP BY c.branch_id
+                )
+                SELECT v.branch_id, coalesce(k.n, 0) AS complaints, v.services
+                FROM volumes v LEFT JOIN complaints k USING (branch_id)
+                ORDER BY v.branch_id""",  # noqa: S608
+            *params,
+        )
     result = []
     for row in rows:
         if filters.branch_id is not None and row["branch_id"] != filters.branch_id:
@@ -341,14 +417,15 @@ async def daily(conn: DbConnection, filters: Filters, day: date) -> DailyReport:
     scoped = Filters(**{**filters.__dict__, "date_from": day, "date_to": day})
     params: list[Any] = []
     where = scoped.where(params)
-    rows = await conn.fetch(
-        f"""SELECT coalesce(c.category, 'unknown') AS category, dimension, key, count(*) AS n
-            FROM cases c,
-                 LATERAL (VALUES ('all', 'all'), ('severity', c.severity),
-                                 ('status', c.status)) AS d(dimension, key)
-            WHERE {where} GROUP BY 1, 2, 3""",  # noqa: S608
-        *params,
-    )
+    async with _reading(conn, filters):
+        rows = await conn.fetch(
+            f"""SELECT coalesce(c.category, 'unknown') AS category, dimension, key, count(*) AS n
+                FROM cases c,
+                     LATERAL (VALUES ('all', 'all'), ('severity', c.severity),
+                                     ('status', c.status)) AS d(dimension, key)
+                WHERE {where} GROUP BY 1, 2, 3""",  # noqa: S608
+            *params,
+        )
     by_category: dict[str, DailyRow] = {}
     for row in rows:
         entry = by_category.setdefault(
@@ -367,45 +444,72 @@ async def daily(conn: DbConnection, filters: Filters, day: date) -> DailyReport:
 
 async def weekly(conn: DbConnection, filters: Filters, week_start: date) -> WeeklyReport:
     """The weekly department summary, with the categories rising week over week."""
-    week_end = week_start + timedelta(days=6)
+    # Each figure from its own index range; the departments listed are those with a case
+    # received by the week's end (the day ranges are instants, as in Filters.where).
     params: list[Any] = []
     where = filters.where(params)
-    received_day = filters.day("c", params)
-    closed_day = filters.day("c", params, column="closed_at")
-    due_day = filters.day("k", params, column="due_at")
-    start, end = _bind(params, week_start), _bind(params, week_end)
-    departments = await conn.fetch(
-        f"""SELECT coalesce(c.department, 'unassigned') AS department,
-                   count(*) FILTER (WHERE {received_day} BETWEEN {start} AND {end}) AS received,
-                   count(*) FILTER (WHERE {closed_day} BETWEEN {start} AND {end}) AS closed,
-                   count(*) FILTER (WHERE c.status NOT IN ('closed', 'not_upheld')
-                                    AND {received_day} <= {end}) AS open,
-                   coalesce(sum(b.n), 0)::int AS breaches
-            FROM cases c
-            LEFT JOIN LATERAL (
-                SELECT count(*) AS n FROM case_clocks k
-                WHERE k.complaint_no = c.complaint_no AND k.state = 'breached'
-                  AND {due_day} BETWEEN {start} AND {end}
-            ) b ON true
-            WHERE {where}
-            GROUP BY c.department HAVING count(*) FILTER (WHERE {received_day} <= {end}) > 0
-            ORDER BY 1""",  # noqa: S608
-        *params,
-    )
-    params = []
-    where = filters.where(params)
-    received_day = filters.day("c", params)
-    start, end = _bind(params, week_start), _bind(params, week_end)
-    previous = _bind(params, week_start - timedelta(days=7))
-    trend = await conn.fetch(
-        f"""SELECT coalesce(c.category, 'unknown') AS category,
-                   count(*) FILTER (WHERE {received_day} BETWEEN {start} AND {end}) AS this_week,
-                   count(*) FILTER (WHERE {received_day} >= {previous}
-                                    AND {received_day} < {start}) AS last_week
-            FROM cases c WHERE {where} AND {received_day} BETWEEN {previous} AND {end}
-            GROUP BY 1 ORDER BY 1""",  # noqa: S608
-        *params,
-    )
+    start = _bind(params, filters.start_of(week_start))
+    end = _bind(params, filters.start_of(week_start, days_later=7))
+    async with _reading(conn, filters):
+        departments = await conn.fetch(
+            f"""WITH RECURSIVE known (department) AS (
+                    -- The departments, one index probe each (a loose index scan), not a
+                    -- pass over every case; unassigned cases (no department) below.
+                    SELECT min(c.department) FROM cases c WHERE {where} AND c.received_at < {end}
+                    UNION ALL
+                    SELECT (SELECT min(c.department) FROM cases c
+                            WHERE {where} AND c.received_at < {end}
+                              AND c.department > k.department)
+                    FROM known k WHERE k.department IS NOT NULL
+                ), departments AS (
+                    SELECT department FROM known WHERE department IS NOT NULL
+                    UNION ALL
+                    SELECT NULL WHERE EXISTS (
+                        SELECT FROM cases c
+                        WHERE {where} AND c.received_at < {end} AND c.department IS NULL)
+                ), received AS (
+                    SELECT c.department, count(*) AS n FROM cases c
+                    WHERE {where} AND c.received_at >= {start} AND c.received_at < {end} GROUP BY 1
+                ), closed AS (
+                    SELECT c.department, count(*) AS n FROM cases c
+                    WHERE {where} AND c.closed_at >= {start} AND c.closed_at < {end} GROUP BY 1
+                ), still_open AS (
+                    SELECT c.department, count(*) AS n FROM cases c
+                    WHERE {where} AND c.status NOT IN ('closed', 'not_upheld')
+                      AND c.received_at < {end}
+                    GROUP BY 1
+                ), breaches AS (
+                    SELECT c.department, count(*) AS n
+                    FROM case_clocks k JOIN cases c USING (complaint_no)
+                    WHERE {where} AND k.state = 'breached' AND k.due_at >= {start}
+                      AND k.due_at < {end}
+                    GROUP BY 1
+                )
+                SELECT coalesce(d.department, 'unassigned') AS department,
+                       coalesce(r.n, 0) AS received, coalesce(x.n, 0) AS closed,
+                       coalesce(o.n, 0) AS open, coalesce(b.n, 0) AS breaches
+                FROM departments d
+                LEFT JOIN received r ON r.department IS NOT DISTINCT FROM d.department
+                LEFT JOIN closed x ON x.department IS NOT DISTINCT FROM d.department
+                LEFT JOIN still_open o ON o.department IS NOT DISTINCT FROM d.department
+                LEFT JOIN breaches b ON b.department IS NOT DISTINCT FROM d.department
+                ORDER BY 1""",  # noqa: S608
+            *params,
+        )
+        trend_params: list[Any] = []
+        where = filters.where(trend_params)
+        previous = _bind(trend_params, filters.start_of(week_start, days_later=-7))
+        start = _bind(trend_params, filters.start_of(week_start))
+        end = _bind(trend_params, filters.start_of(week_start, days_later=7))
+        trend = await conn.fetch(
+            f"""SELECT coalesce(c.category, 'unknown') AS category,
+                       count(*) FILTER (WHERE c.received_at >= {start}) AS this_week,
+                       count(*) FILTER (WHERE c.received_at < {start}) AS last_week
+                FROM cases c
+                WHERE {where} AND c.received_at >= {previous} AND c.received_at < {end}
+                GROUP BY 1 ORDER BY 1""",  # noqa: S608
+            *trend_params,
+        )
     return WeeklyReport(
         week_start=week_start.isoformat(),
         departments=[DepartmentWeek(**dict(row)) for row in departments],
@@ -431,26 +535,25 @@ async def monthly(conn: DbConnection, filters: Filters, month: date) -> MonthlyR
     following = (first + timedelta(days=32)).replace(day=1)
     params: list[Any] = []
     where = filters.where(params)
-    closed_day = filters.day("c", params, column="closed_at")
-    start, end = _bind(params, first), _bind(params, following)
-    rows = await conn.fetch(
-        f"""SELECT c.complaint_no, c.branch_id, c.category, c.closed_at,
-                   m.responsible_department, m.share::float8 AS share,
-                   coalesce(m.loss, 0)::float8 AS loss,
-                   coalesce(m.compensation, 0)::float8 AS compensation,
-                   coalesce(m.currency, 'CNY') AS currency
-            FROM cases c
-            LEFT JOIN LATERAL (
-                SELECT responsible_department, share, currency,
-                       sum(loss) OVER () AS loss, sum(compensation) OVER () AS compensation
-                FROM case_compensation x WHERE x.complaint_no = c.complaint_no
-                ORDER BY occurred_at DESC LIMIT 1
-            ) m ON true
-            WHERE {where} AND c.status = 'closed' AND {closed_day} >= {start}
-              AND {closed_day} < {end}
-            ORDER BY c.closed_at, c.complaint_no""",  # noqa: S608
-        *params,
-    )
+    closed = filters.days_between("c.closed_at", first, following - timedelta(days=1), params)
+    async with _reading(conn, filters):
+        rows = await conn.fetch(
+            f"""SELECT c.complaint_no, c.branch_id, c.category, c.closed_at,
+                       m.responsible_department, m.share::float8 AS share,
+                       coalesce(m.loss, 0)::float8 AS loss,
+                       coalesce(m.compensation, 0)::float8 AS compensation,
+                       coalesce(m.currency, 'CNY') AS currency
+                FROM cases c
+                LEFT JOIN LATERAL (
+                    SELECT responsible_department, share, currency,
+                           sum(loss) OVER () AS loss, sum(compensation) OVER () AS compensation
+                    FROM case_compensation x WHERE x.complaint_no = c.complaint_no
+                    ORDER BY occurred_at DESC LIMIT 1
+                ) m ON true
+                WHERE {where} AND c.status = 'closed' AND {" AND ".join(closed)}
+                ORDER BY c.closed_at, c.complaint_no""",  # noqa: S608
+            *params,
+        )
     report_rows = [MonthlyRow(**dict(row)) for row in rows]
     departments: dict[str, MonthlyDepartment] = {}
     for row in report_rows:
@@ -475,19 +578,35 @@ async def monthly(conn: DbConnection, filters: Filters, month: date) -> MonthlyR
 
 
 async def late_cases(conn: DbConnection, filters: Filters, limit: int = 50) -> list[LateCase]:
-    """Open cases past a deadline: a breached clock, or a running one past due."""
+    """Open cases past a deadline: a breached clock, or a running one past due; for each,
+    its clock due first. The most overdue come first (overdue hours to two places, then
+    case number); only those that can make the first ``limit`` leave the database: a case
+    due more than 0.01 h after the ``limit``-th most overdue rounds below it."""
     params: list[Any] = []
     where = filters.where(params)
-    rows = await conn.fetch(
-        f"""SELECT DISTINCT ON (c.complaint_no) c.complaint_no, c.branch_id, c.category,
-                   c.status, c.assignee_name, k.name AS clock, k.due_at,
-                   extract(epoch FROM now() - k.due_at) / 3600 AS overdue_hours
-            FROM cases c JOIN case_clocks k USING (complaint_no)
-            WHERE {where} AND c.status NOT IN ('closed', 'not_upheld')
-              AND (k.state = 'breached' OR (k.state IN ('running', 'paused') AND k.due_at < now()))
-            ORDER BY c.complaint_no, k.due_at""",  # noqa: S608
-        *params,
-    )
+    last = _bind(params, limit - 1)
+    async with _reading(conn, filters):
+        rows = await conn.fetch(
+            f"""WITH late AS (
+                    SELECT c.complaint_no, c.branch_id, c.category, c.status, c.assignee_name,
+                           k.name AS clock, k.due_at
+                    FROM cases c CROSS JOIN LATERAL (
+                        SELECT k.name, k.due_at FROM case_clocks k
+                        WHERE k.complaint_no = c.complaint_no
+                          AND (k.state = 'breached'
+                               OR (k.state IN ('running', 'paused') AND k.due_at < now()))
+                        ORDER BY k.due_at LIMIT 1
+                    ) k
+                    WHERE {where} AND c.status NOT IN ('closed', 'not_upheld')
+                )
+                SELECT *, extract(epoch FROM now() - due_at) / 3600 AS overdue_hours FROM late
+                WHERE due_at <= coalesce(
+                    (SELECT due_at FROM late ORDER BY due_at OFFSET {last} LIMIT 1)
+                        + interval '37 seconds',
+                    'infinity')
+                ORDER BY complaint_no""",  # noqa: S608
+            *params,
+        )
     late = [
         LateCase(**{**dict(row), "overdue_hours": round(float(row["overdue_hours"]), 2)})
         for row in rows

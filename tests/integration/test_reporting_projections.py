@@ -8,7 +8,7 @@ import pytest
 
 from services.reporting import queries, reports
 from services.reporting.app import MIGRATIONS, SCHEMA
-from services.reporting.projections import apply_event
+from services.reporting.projections import apply_event, apply_events
 from shared.contracts import Event, decode_event
 from shared.db import apply_migrations
 from tests.contracts.golden import golden_samples
@@ -88,6 +88,46 @@ async def test_the_case_file_is_the_same_whatever_the_arrival_order_and_redelive
     assert summary.by_status == {"assigned": 1}
     assert summary.by_category == {"facilities": 1}
     assert summary.by_branch == {"hotel-demo": 1}
+
+
+async def test_the_timeline_shows_each_events_payload_with_the_customers_contact_masked(
+    database_url: str,
+) -> None:
+    events = _golden_events()
+    conn = await _project(database_url, list(events))
+    try:
+        rows = await conn.fetch("SELECT event_type, details FROM case_timeline")
+    finally:
+        await conn.close()
+    envelope = set(Event.model_fields)
+    expected = {
+        name: event.model_dump(mode="json", exclude=envelope)
+        for name, event in events.items()
+        if name != "ServiceVolumeRecorded"  # not about a case: no timeline
+    }
+    expected["ComplaintReceived"]["customer"].update(email="z***@example.com", phone="***8000")
+    assert {row["event_type"]: json.loads(row["details"]) for row in rows} == expected
+
+
+async def test_a_large_batch_projects_only_the_events_it_has_not_projected_before(
+    database_url: str,
+) -> None:
+    events = list(_golden_events().values())
+    assert len(events) >= 32  # large enough to go in by COPY, which a known event fails
+    await apply_migrations(database_url, SCHEMA, MIGRATIONS)
+    conn = await asyncpg.connect(database_url, server_settings={"search_path": SCHEMA})
+    try:
+        async with conn.transaction():
+            assert await apply_events(conn, events[:10]) == 10
+        async with conn.transaction():
+            assert await apply_events(conn, events + events[:3]) == len(events) - 10
+        async with conn.transaction():
+            assert await apply_events(conn, events) == 0
+        timeline = await conn.fetchval("SELECT count(*) FROM case_timeline")
+        inbox = await conn.fetchval("SELECT count(*) FROM processed_events")
+    finally:
+        await conn.close()
+    assert (timeline, inbox) == (len(events) - 1, len(events))  # volumes have no timeline
 
 
 async def test_a_failed_notification_shows_its_reason(database_url: str) -> None:

@@ -327,7 +327,10 @@ async def test_every_report_equals_the_figures_from_the_raw_events(
 
         # Rebuilt from offset 0 and swapped in while the API runs: the same reports.
         result = await rebuild(reporting_settings)
-        print(f"rebuild: {result.events} events in {result.seconds:.1f} s")
+        print(
+            f"rebuild: {result.events} events in {result.seconds:.1f} s, "
+            f"{result.per_second:.0f} events/s"
+        )
         assert result.events >= len(events)
         assert await all_reports(reporting, today) == reports_now
         sample = chosen[0]
