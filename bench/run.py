@@ -797,7 +797,7 @@ def markdown(result: dict[str, Any]) -> str:
     load = result["load"]
     lines = [
         f"## {result['when']}: {load['target_rate']}/s target for {load['seconds']} s, "
-        f"{load['branches']} branches",
+        f"{load['branches']} branches, instances {load.get('instances')}",
         "",
         f"Machine: {result['machine']}. Command: `{result['command']}`.",
         "",
