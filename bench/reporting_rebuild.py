@@ -62,7 +62,14 @@ from aiokafka.admin import AIOKafkaAdminClient
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.run import free_port, percentiles, stack_env, wait_http  # noqa: E402
+from bench.run import (  # noqa: E402
+    free_port,
+    fresh_database,
+    percentiles,
+    service_env,
+    use_stack,
+    wait_http,
+)
 from shared.contracts import Event, encode_event  # noqa: E402
 from shared.contracts.intake import (  # noqa: E402
     CaseEvent,
@@ -839,17 +846,8 @@ async def live(args: argparse.Namespace, env: dict[str, str], total: int) -> dic
     }
 
 
-async def fresh_database(admin: asyncpg.Connection, base_url: str, prefix: str) -> str:
-    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    return base_url.rsplit("/", 1)[0] + f"/{name}"
-
-
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    if args.kafka is None or args.database_url is None:
-        found = stack_env()
-        args.kafka = args.kafka or found["KAFKA_BOOTSTRAP_SERVERS"]
-        args.database_url = args.database_url or found["DATABASE_URL"]
+    use_stack(args)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     namespace = args.namespace or f"bench-rebuild-{uuid.uuid4().hex[:8]}"
     topics = Topics.in_namespace(namespace)
@@ -871,14 +869,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         database_url = await fresh_database(admin, args.database_url, "bench_rebuild")
         databases.append(database_url)
-        env = {
-            **os.environ,
-            "PYTHONUNBUFFERED": "1",
-            "LOG_LEVEL": "WARNING",
-            "KAFKA_BOOTSTRAP_SERVERS": args.kafka,
-            "DATABASE_URL": database_url,
-            "COMPLAINTS_TOPIC_NAMESPACE": namespace,
-        }
+        env = service_env(args.kafka, database_url, namespace)
         pids: list[int] = []
         rebuilding = asyncio.create_task(asyncio.to_thread(run_rebuild, env, pids))
         watched = await watch(admin, database_url, pids, rebuilding)

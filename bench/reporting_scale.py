@@ -48,7 +48,7 @@ import psutil
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.run import free_port, percentiles, stack_env, wait_http  # noqa: E402
+from bench.run import free_port, percentiles, service_env, use_stack, wait_http  # noqa: E402
 from shared.db import apply_migrations  # noqa: E402
 from shared.kafka_admin import ensure_topics  # noqa: E402
 from shared.policy import ClockRule, PolicyPack, load_packs  # noqa: E402
@@ -911,10 +911,7 @@ def code_version() -> str:
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    if args.kafka is None or args.database_url is None:
-        found = stack_env()
-        args.kafka = args.kafka or found["KAFKA_BOOTSTRAP_SERVERS"]
-        args.database_url = args.database_url or found["DATABASE_URL"]
+    use_stack(args)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     name = f"rscale_{uuid.uuid4().hex[:8]}"
     admin = await asyncpg.connect(args.database_url)
@@ -924,14 +921,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     await ensure_topics(args.kafka, all_topic_partitions(namespace))
     log_dir = REPO / ".local" / "bench" / f"reporting-scale-{stamp}"
     log_dir.mkdir(parents=True, exist_ok=True)
-    env = {
-        **os.environ,
-        "PYTHONUNBUFFERED": "1",
-        "LOG_LEVEL": "WARNING",
-        "KAFKA_BOOTSTRAP_SERVERS": args.kafka,
-        "DATABASE_URL": database_url,
-        "COMPLAINTS_TOPIC_NAMESPACE": namespace,
-    }
+    env = service_env(args.kafka, database_url, namespace)
     result: dict[str, Any] = {
         "when": stamp,
         "command": " ".join(["python", *sys.argv]),

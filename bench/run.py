@@ -552,16 +552,38 @@ def stack_env() -> dict[str, str]:
     return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
 
 
-async def run(args: argparse.Namespace) -> dict[str, Any]:
+def use_stack(args: argparse.Namespace) -> None:
+    """``--kafka`` and ``--database-url`` from the test devstack (started if need be) when
+    not given."""
     if args.kafka is None or args.database_url is None:
         found = stack_env()
         args.kafka = args.kafka or found["KAFKA_BOOTSTRAP_SERVERS"]
         args.database_url = args.database_url or found["DATABASE_URL"]
+
+
+async def fresh_database(admin: asyncpg.Connection, base_url: str, prefix: str) -> str:
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    return base_url.rsplit("/", 1)[0] + f"/{name}"
+
+
+def service_env(kafka: str, database_url: str, namespace: str) -> dict[str, str]:
+    """What every service process of a benchmark runs with."""
+    return {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "LOG_LEVEL": "WARNING",
+        "KAFKA_BOOTSTRAP_SERVERS": kafka,
+        "DATABASE_URL": database_url,
+        "COMPLAINTS_TOPIC_NAMESPACE": namespace,
+    }
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    use_stack(args)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    database = f"bench_{uuid.uuid4().hex[:8]}"
     admin = await asyncpg.connect(args.database_url)
-    await admin.execute(f'CREATE DATABASE "{database}"')
-    database_url = args.database_url.rsplit("/", 1)[0] + f"/{database}"
+    database_url = await fresh_database(admin, args.database_url, "bench")
     namespace = f"bench-{uuid.uuid4().hex[:8]}"
     topics = Topics.in_namespace(namespace)
     await ensure_topics(args.kafka, all_topic_partitions(namespace))
@@ -575,12 +597,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     intake_ports = [free_port() for _ in range(args.scale.get("intake", 1))]
     reporting_ports = [free_port() for _ in range(args.scale.get("reporting", 1))]
     env = {
-        **os.environ,
-        "PYTHONUNBUFFERED": "1",
-        "LOG_LEVEL": "WARNING",
-        "KAFKA_BOOTSTRAP_SERVERS": args.kafka,
-        "DATABASE_URL": database_url,
-        "COMPLAINTS_TOPIC_NAMESPACE": namespace,
+        **service_env(args.kafka, database_url, namespace),
         "SMTP_PORT": str(smtp_port),
         "SMS_GATEWAY_URL": f"http://127.0.0.1:{sms_port}/gateway/send",
         "WEBHOOK_BASE_URL": f"http://127.0.0.1:{sms_port}/webhooks",
@@ -750,7 +767,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 4,
             ),
         }
-    await admin.execute(f'DROP DATABASE "{database}" WITH (FORCE)')
+    await admin.execute(f'DROP DATABASE "{database_url.rsplit("/", 1)[1]}" WITH (FORCE)')
     await admin.close()
     return result
 

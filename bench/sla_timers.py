@@ -45,7 +45,7 @@ import psutil
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.run import Platform, percentiles, stack_env  # noqa: E402
+from bench.run import Platform, percentiles, service_env, use_stack  # noqa: E402
 from shared.kafka_admin import ensure_topics  # noqa: E402
 from shared.topics import all_topic_partitions  # noqa: E402
 
@@ -134,14 +134,7 @@ async def one_run(
     await ensure_topics(args.kafka, all_topic_partitions(namespace))
     run_dir = log_dir / f"{instances}-instances"
     run_dir.mkdir(parents=True, exist_ok=True)
-    env = {
-        **os.environ,
-        "PYTHONUNBUFFERED": "1",
-        "LOG_LEVEL": "WARNING",
-        "KAFKA_BOOTSTRAP_SERVERS": args.kafka,
-        "DATABASE_URL": database_url,
-        "COMPLAINTS_TOPIC_NAMESPACE": namespace,
-    }
+    env = service_env(args.kafka, database_url, namespace)
     processes = Platform(env, run_dir)
     for i in range(instances):
         processes.start(f"sla-{i + 1}", "-m", "services.sla")
@@ -260,10 +253,7 @@ def table(runs: list[dict[str, Any]]) -> str:
 
 
 async def main(args: argparse.Namespace) -> int:
-    if args.kafka is None or args.database_url is None:
-        found = stack_env()
-        args.kafka = args.kafka or found["KAFKA_BOOTSTRAP_SERVERS"]
-        args.database_url = args.database_url or found["DATABASE_URL"]
+    use_stack(args)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     log_dir = REPO / ".local" / "bench" / f"sla-timers-{stamp}"
     admin = await asyncpg.connect(args.database_url)
