@@ -127,10 +127,31 @@ async def _batched_broker(
     return broker, topic
 
 
-async def _effects_table(pool: asyncpg.Pool) -> None:
+async def _consume_into_effects(
+    infra: Infra, pool: asyncpg.Pool, events: list[Event], poison: str | None = None
+) -> Topic:
+    """A batching consumer records each event in ``effects`` (and fails on ``poison``
+    after writing); returns once the last event is handled."""
     await pool.execute(
         "CREATE TABLE effects (complaint_no text, txid bigint DEFAULT txid_current())"
     )
+    done = asyncio.Event()
+
+    async def handle(event: Event) -> None:
+        async with batch_transaction(pool) as conn:
+            await conn.execute("INSERT INTO effects (complaint_no) VALUES ($1)", event.complaint_no)
+            if event.complaint_no == poison:
+                raise ValueError("this event breaks the handler")
+        if event.complaint_no == events[-1].complaint_no:
+            done.set()
+
+    broker, topic = await _batched_broker(infra, pool, handle, events)
+    try:
+        await asyncio.wait_for(done.wait(), 30)
+        await asyncio.sleep(0.5)
+    finally:
+        await broker.stop()
+    return topic
 
 
 async def test_a_batch_of_events_commits_in_one_transaction(
@@ -138,23 +159,7 @@ async def test_a_batch_of_events_commits_in_one_transaction(
 ) -> None:
     events = [_assigned(f"2611220{i:02d}") for i in range(60)]
     async with asyncpg.create_pool(database_url, min_size=1, max_size=2) as pool:
-        await _effects_table(pool)
-        done = asyncio.Event()
-
-        async def handle(event: Event) -> None:
-            async with batch_transaction(pool) as conn:
-                await conn.execute(
-                    "INSERT INTO effects (complaint_no) VALUES ($1)", event.complaint_no
-                )
-            if event.complaint_no == events[-1].complaint_no:
-                done.set()
-
-        broker, _ = await _batched_broker(infra, pool, handle, events)
-        try:
-            await asyncio.wait_for(done.wait(), 30)
-            await asyncio.sleep(0.5)
-        finally:
-            await broker.stop()
+        await _consume_into_effects(infra, pool, events)
         rows = await pool.fetch("SELECT complaint_no, txid FROM effects")
     assert sorted(r["complaint_no"] for r in rows) == sorted(e.complaint_no for e in events)
     # Kafka may split the backlog over a few polls, but never one per event.
@@ -167,25 +172,7 @@ async def test_a_failing_event_rolls_its_batch_back_and_the_rest_commit_once(
     events = [_assigned(f"2611220{i:02d}") for i in range(40)]
     poison = events[17].complaint_no
     async with asyncpg.create_pool(database_url, min_size=1, max_size=2) as pool:
-        await _effects_table(pool)
-        done = asyncio.Event()
-
-        async def handle(event: Event) -> None:
-            async with batch_transaction(pool) as conn:
-                await conn.execute(
-                    "INSERT INTO effects (complaint_no) VALUES ($1)", event.complaint_no
-                )
-                if event.complaint_no == poison:
-                    raise ValueError("this event breaks the handler")
-            if event.complaint_no == events[-1].complaint_no:
-                done.set()
-
-        broker, topic = await _batched_broker(infra, pool, handle, events)
-        try:
-            await asyncio.wait_for(done.wait(), 30)
-            await asyncio.sleep(0.5)
-        finally:
-            await broker.stop()
+        topic = await _consume_into_effects(infra, pool, events, poison)
         rows = await pool.fetch("SELECT complaint_no FROM effects ORDER BY complaint_no")
     assert [r["complaint_no"] for r in rows] == sorted(
         e.complaint_no for e in events if e.complaint_no != poison
