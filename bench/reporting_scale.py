@@ -2,6 +2,7 @@
 10^6 complaints in its projections.
 
     python bench/reporting_scale.py [--sizes 10000 100000 1000000] [--requests 200]
+                                    [--budget 30] [--days 730] [--seed N]
                                     [--database-url DSN] [--kafka HOST:PORT] [--keep]
 
 Creates a fresh database on the given PostgreSQL (default: the `test` devstack, started
@@ -16,7 +17,8 @@ warms every endpoint up, then times `--requests` sequential requests of each (at
 `--budget` seconds per endpoint) and samples the service's RSS.
 
 Results: bench/results/reporting-scale-<UTC time>.json and a markdown table on stdout.
-`--keep` leaves the database in place (its URL is printed) for EXPLAIN sessions.
+`--keep` leaves the database in place (its URL is printed) for EXPLAIN sessions. Results
+and what they mean: docs/reporting.md, "Reporting at scale".
 """
 
 from __future__ import annotations
@@ -48,7 +50,14 @@ import psutil
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.run import free_port, percentiles, service_env, use_stack, wait_http  # noqa: E402
+from bench.run import (  # noqa: E402
+    free_port,
+    fresh_database,
+    percentiles,
+    service_env,
+    use_stack,
+    wait_http,
+)
 from shared.db import apply_migrations  # noqa: E402
 from shared.kafka_admin import ensure_topics  # noqa: E402
 from shared.policy import ClockRule, PolicyPack, load_packs  # noqa: E402
@@ -913,10 +922,8 @@ def code_version() -> str:
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     use_stack(args)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    name = f"rscale_{uuid.uuid4().hex[:8]}"
     admin = await asyncpg.connect(args.database_url)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    database_url = args.database_url.rsplit("/", 1)[0] + f"/{name}"
+    database_url = await fresh_database(admin, args.database_url, "rscale")
     namespace = f"rscale-{uuid.uuid4().hex[:8]}"
     await ensure_topics(args.kafka, all_topic_partitions(namespace))
     log_dir = REPO / ".local" / "bench" / f"reporting-scale-{stamp}"
@@ -953,7 +960,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         if args.keep:
             print(f"kept: {database_url}", flush=True)
         else:
-            await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+            await admin.execute(f'DROP DATABASE "{database_url.rsplit("/", 1)[1]}" WITH (FORCE)')
         await admin.close()
     return result
 
