@@ -50,8 +50,8 @@ run: $(STAMP)
 demo: $(STAMP)
 	$(PY) deploy/local/demo.py
 
-# The benchmark (issue 8, first cut): the real platform on the test stack, measured,
-# with Kafka, aiokafka and asyncpg baselines. BENCH_ARGS="--seconds 300 --rate 500".
+# The benchmark: the real platform on the test stack, measured, with Kafka, aiokafka and
+# asyncpg baselines (docs/performance.md). BENCH_ARGS="--seconds 300 --rate 20 --profile".
 .PHONY: bench
 bench: $(STAMP)
 	$(PY) bench/run.py $(BENCH_ARGS)
