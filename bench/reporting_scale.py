@@ -54,6 +54,7 @@ from bench.run import (  # noqa: E402
     free_port,
     fresh_database,
     percentiles,
+    rss,
     service_env,
     use_stack,
     wait_http,
@@ -837,16 +838,6 @@ async def measure_probe(
         if time.monotonic() > deadline:
             break
     return {**percentiles(timings), "errors": errors}
-
-
-def rss(process: psutil.Process) -> int:
-    total = 0
-    for p in [process, *process.children(recursive=True)]:
-        try:
-            total += p.memory_info().rss
-        except psutil.Error:
-            continue
-    return total
 
 
 async def measure_service(

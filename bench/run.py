@@ -85,6 +85,17 @@ def percentiles(values: list[float]) -> dict[str, float | int | None]:
     }
 
 
+def rss(process: psutil.Process) -> int:
+    """Resident memory of the process and its children."""
+    total = 0
+    for p in [process, *process.children(recursive=True)]:
+        try:
+            total += p.memory_info().rss
+        except psutil.Error:
+            continue
+    return total
+
+
 @dataclass
 class Sampler:
     """CPU seconds and peak RSS of each process, sampled while the run lasts."""
@@ -110,21 +121,12 @@ class Sampler:
                 continue
         return total
 
-    def _rss(self, process: psutil.Process) -> int:
-        total = 0
-        for p in [process, *process.children(recursive=True)]:
-            try:
-                total += p.memory_info().rss
-            except psutil.Error:
-                continue
-        return total
-
     def start(self) -> None:
         self.cpu_start = {n: self._cpu(p) for n, p in self.processes.items()}
 
     def sample(self) -> None:
         for name, process in self.processes.items():
-            self.peak_rss[name] = max(self.peak_rss.get(name, 0), self._rss(process))
+            self.peak_rss[name] = max(self.peak_rss.get(name, 0), rss(process))
 
     def stop(self) -> None:
         self.cpu_end = {n: self._cpu(p) for n, p in self.processes.items()}
