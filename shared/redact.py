@@ -8,8 +8,12 @@ _EMAIL = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+\.[A-Za
 # Phone numbers, but not complaint numbers (YYMMDD + ordinal, which start with 0-2 and
 # carry no separators): international numbers, mainland mobiles (1[3-9] and nine digits),
 # landlines with a 0 area code, and any digit groups split by spaces or dashes.
+# A UUID (correlation and event ids) comes first so that it is consumed whole: its
+# all-digit groups would otherwise read as a phone number split by dashes.
+_UUID = r"[0-9A-Fa-f]{8}(?:-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}"
 _PHONE = re.compile(
-    r"\+\d[\d \-]{6,}\d"
+    rf"(?P<uuid>{_UUID})"
+    r"|\+\d[\d \-]{6,}\d"
     r"|(?<!\d)1[3-9]\d{9}(?!\d)"
     r"|(?<!\d)0\d{2,3}[ \-]?\d{7,8}(?!\d)"
     r"|(?<!\d)\d{2,4}(?:[ \-]\d{2,4}){2,}(?!\d)"
@@ -35,4 +39,6 @@ def redact_text(text: str) -> str:
 def _mask_if_phone_length(match: re.Match[str]) -> str:
     # Dates such as 2026-11-22 have the shape of digit groups but too few digits.
     found = match.group(0)
+    if match.group("uuid"):
+        return found
     return mask_phone(found) if sum(c.isdigit() for c in found) >= 10 else found

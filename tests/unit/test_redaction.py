@@ -20,6 +20,13 @@ def test_masks() -> None:
     assert "l***@example.cn" in text
 
 
+def test_identifiers_are_not_mistaken_for_phone_numbers() -> None:
+    # A UUID whose middle groups are all digits looks like "4164-8913-9527".
+    correlation_id = "61a56627-4164-8913-9527-c0b7c0d4578e"
+    assert redact_text(f"correlation {correlation_id}") == f"correlation {correlation_id}"
+    assert redact_text(f"{correlation_id} 138-0013-8000") == f"{correlation_id} ***8000"
+
+
 def test_log_lines_are_json_and_carry_no_contact_details(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
