@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 
 import asyncpg
@@ -54,6 +55,7 @@ async def service_database(
             dsn=settings.database_url,
             schema=schema,
             bootstrap_servers=settings.kafka_bootstrap_servers,
+            retention=timedelta(hours=settings.outbox_retention_hours),
         )
         relay.start()
     try:

@@ -32,3 +32,8 @@ class ServiceSettings(BaseSettings):
         default=REPO_ROOT / "policy-packs", description="Folder of policy-pack YAML files."
     )
     db_pool_max_size: int = Field(default=10, ge=1)
+    outbox_retention_hours: float = Field(
+        default=168,
+        gt=0,
+        description="How long a published outbox row is kept before the relay deletes it.",
+    )

@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+from datetime import timedelta
 from pathlib import Path
 
 import asyncpg
@@ -112,3 +113,52 @@ async def test_only_one_relay_per_schema_publishes(
         for relay in relays:
             await relay.stop()
         await conn.close()
+
+
+async def test_published_rows_are_deleted_after_the_retention_and_no_others(
+    infra: Infra, database_url: str, tmp_path: Path
+) -> None:
+    topic = await new_topic(infra.kafka_bootstrap_servers)
+    conn = await _prepare(database_url, tmp_path)
+    relay = _relay(database_url, infra.kafka_bootstrap_servers)
+    try:
+        for index in range(5):
+            async with conn.transaction():
+                await enqueue(conn, topic, _event(f"26112210{index}"))
+        await read_records(infra.kafka_bootstrap_servers, topic, expected=5)
+        await _wait_published(conn)
+    finally:
+        await relay.stop()
+    ids = [r["id"] for r in await conn.fetch("SELECT id FROM outbox ORDER BY id")]
+    await conn.execute(
+        "UPDATE outbox SET published_at = now() - interval '8 days' WHERE id = ANY($1)", ids[:3]
+    )
+    async with conn.transaction():
+        await enqueue(conn, topic, _event("261122109"))
+    pruning = OutboxRelay(
+        dsn=database_url,
+        schema=SCHEMA,
+        bootstrap_servers=infra.kafka_bootstrap_servers,
+        retention=timedelta(days=7),
+        prune_batch=2,  # more than one slice
+    )
+    pruning.start()
+    try:
+        for _ in range(100):
+            if await conn.fetchval("SELECT count(*) FROM outbox") == 3:
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        await pruning.stop()
+        remaining = [r["id"] for r in await conn.fetch("SELECT id FROM outbox ORDER BY id")]
+        await conn.close()
+    assert remaining[:2] == ids[3:]
+    assert len(remaining) == 3 and remaining[2] > ids[-1]  # the one enqueued since
+
+
+async def _wait_published(conn: asyncpg.Connection) -> None:
+    for _ in range(100):
+        if not await conn.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL"):
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("the relay did not mark its rows published")
