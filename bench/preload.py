@@ -10,7 +10,8 @@ bench/reporting_scale.py's loader write reporting's projections under the same c
 numbers. Each complaint is played through the services' own code: intake's life cycle and
 events, routing's decision on the loads of the moment, sla's clock plans and durable
 timers (fired as their due times passed, cancelled when their clocks stopped), notify's
-rules and rendering. Every outbox row is already published and every consumed event is
+rules and rendering. Every outbox row is already published (and only the last week's are
+left, as the relay deletes older ones) and every consumed event is
 in its consumer's inbox, so the services start with nothing to catch up on; only the
 cases still open (the last days' and a few forgotten ones) have clocks running, timers to
 come and, at night, customers' SMS waiting for the morning. The stories are ordinary
@@ -120,6 +121,7 @@ from shared.policy import (  # noqa: E402
     load_packs,
 )
 from shared.redact import mask_email, mask_phone  # noqa: E402
+from shared.settings import ServiceSettings  # noqa: E402
 from shared.topics import DEFAULT_NAMESPACE, Topics  # noqa: E402
 
 PACKS_DIR = REPO / "policy-packs"
@@ -128,6 +130,7 @@ WINDOW_DAYS = 730
 CHUNK = 1000  # complaints per transaction: about 90,000 rows, COPY'd table by table
 WORKERS = min(4, os.cpu_count() or 1)  # processes building and writing chunks
 SECOND = timedelta(seconds=1)
+OUTBOX_RETENTION = timedelta(hours=ServiceSettings().outbox_retention_hours)
 HOUR = timedelta(hours=1)
 
 OUTBOX = ("event_id", "topic", "key", "payload", "headers", "created_at", "published_at")
@@ -437,7 +440,10 @@ class Case:
 
     def out(self, schema: str, topic: str, message: Event | SubmissionAccepted,
             at: datetime) -> None:  # fmt: skip
-        """``message`` in ``schema``'s outbox, committed ``at`` and published just after."""
+        """``message`` in ``schema``'s outbox, committed ``at`` and published just after;
+        nothing once the relay would have deleted it (``OUTBOX_RETENTION``)."""
+        if at < self.now - OUTBOX_RETENTION:
+            return
         self.rows[f"{schema}.outbox"].append((
             message.event_id, topic, message.key, message.model_dump_json().encode(),
             json.dumps(message.headers()), at, at + lag(self.rng, 0.002, 0.05),

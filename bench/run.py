@@ -282,6 +282,7 @@ def submission(rng: random.Random, branch: str, categories: list[str]) -> dict[s
 class Load:
     http_latency_ms: list[float] = field(default_factory=list)
     http_errors: int = 0
+    keys: list[str] = field(default_factory=list)
     kafka_sent: int = 0
     http_sent: int = 0
 
@@ -309,6 +310,7 @@ async def drive(
                 next_at += 1 / per_branch
                 body = submission(rng, branch_id, categories)
                 key = str(uuid.uuid4())
+                load.keys.append(key)
                 if rng.random() < args.kafka_share:
                     body["submission_id"] = key
                     await producer.send(
@@ -333,31 +335,27 @@ async def drive(
     return load, time.monotonic() - started
 
 
+# Every stage is looked up from the run's complaints by key, so the query costs the same
+# however much history is preloaded (scanning it took longer than the drain at 10^4).
 PROCESSED = """
-WITH received AS (
-    SELECT complaint_no, received_at FROM intake.complaints WHERE received_at >= $1
-), routed AS (
-    SELECT complaint_no, min(assigned_at) AS at FROM routing.assignments GROUP BY 1
-), received_events AS (
-    SELECT event_id, convert_from(payload, 'UTF8')::jsonb ->> 'complaint_no' AS complaint_no
-    FROM intake.outbox WHERE headers ->> 'event_type' = 'ComplaintReceived'
-), clocked AS (
-    -- sla has taken the complaint in: its clocks are set (some categories have none)
-    SELECT e.complaint_no, p.processed_at AS at
-    FROM received_events e JOIN sla.processed_events p USING (event_id)
-), acknowledged AS (
-    SELECT complaint_no, min(sent_at) AS at FROM notify.notifications
-    WHERE template = 'acknowledgement' AND status IN ('sent', 'delivered') GROUP BY 1
-), visible AS (
-    SELECT t.complaint_no, p.processed_at AS at
-    FROM reporting.case_timeline t JOIN reporting.processed_events p USING (event_id)
-    WHERE t.event_type = 'ComplaintReceived'
-)
-SELECT r.complaint_no, r.received_at, routed.at AS routed_at, clocked.at AS clocked_at,
-       acknowledged.at AS acknowledged_at, visible.at AS visible_at
-FROM received r
-LEFT JOIN routed USING (complaint_no) LEFT JOIN clocked USING (complaint_no)
-LEFT JOIN acknowledged USING (complaint_no) LEFT JOIN visible USING (complaint_no)
+SELECT r.complaint_no, r.received_at,
+       (SELECT a.assigned_at FROM routing.assignments a
+        WHERE a.complaint_no = r.complaint_no) AS routed_at,
+       -- sla has taken the complaint in: its clocks are set (some categories have none)
+       (SELECT p.processed_at FROM sla.processed_events p
+        WHERE p.event_id = r.received_event) AS clocked_at,
+       (SELECT min(n.sent_at) FROM notify.notifications n
+        WHERE n.complaint_no = r.complaint_no AND n.template = 'acknowledgement'
+          AND n.status IN ('sent', 'delivered')) AS acknowledged_at,
+       (SELECT p.processed_at FROM reporting.processed_events p
+        WHERE p.event_id = r.received_event) AS visible_at
+FROM (
+    SELECT c.complaint_no, c.received_at,
+           (SELECT h.event_id FROM intake.case_history h
+            WHERE h.complaint_no = c.complaint_no AND h.sequence = 1) AS received_event
+    FROM intake.complaints c WHERE c.received_at >= $1
+    OFFSET 0  -- keeps the lookup per complaint, not a scan of the whole history
+) r
 """
 
 
@@ -368,6 +366,28 @@ async def measure(database_url: str, since: datetime) -> list[asyncpg.Record]:
         return list(await conn.fetch(PROCESSED, since))
     finally:
         await conn.close()
+
+
+async def unfinished(
+    database_url: str, keys: list[str], rows: list[asyncpg.Record], shown: int = 10
+) -> dict[str, list[str]]:
+    """The first few submissions intake never accepted and complaints that stopped short."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        known = {
+            r["submission_id"]
+            for r in await conn.fetch(
+                "SELECT submission_id FROM intake.submissions WHERE submission_id = ANY($1)", keys
+            )
+        }
+    finally:
+        await conn.close()
+    found = {"not_accepted": [k for k in keys if k not in known][:shown]}
+    for stage in ("routed", "clocked", "acknowledged", "visible"):
+        found[f"not_{stage}"] = [r["complaint_no"] for r in rows if r[f"{stage}_at"] is None][
+            :shown
+        ]
+    return found
 
 
 def complete(row: asyncpg.Record) -> bool:
@@ -668,13 +688,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         for profiler in profiling:
             await asyncio.to_thread(profiler.wait)
         submitted = load.http_sent + load.kafka_sent
-        drain_deadline = time.monotonic() + args.drain
-        rows = await measure(database_url, since)
-        while time.monotonic() < drain_deadline:
+        drain_started = time.monotonic()
+        drain_deadline = drain_started + args.drain
+        while True:
             rows = await measure(database_url, since)
-            if len(rows) >= submitted - load.http_errors and all(complete(r) for r in rows):
+            finished = len(rows) >= submitted - load.http_errors and all(map(complete, rows))
+            if finished or time.monotonic() >= drain_deadline:
                 break
             await asyncio.sleep(1)
+        drained_in = round(time.monotonic() - drain_started, 1)
         sampler.stop()
         sampling = False
         await sampler_task
@@ -718,6 +740,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 stage: sum(1 for r in rows if r[f"{stage}_at"] is None)
                 for stage in ("routed", "clocked", "acknowledged", "visible")
             },
+            # Named, so that a shortfall can be followed up in the kept database (--keep).
+            "unfinished": await unfinished(database_url, load.keys, rows),
+            "drained_in_seconds": drained_in,
             "throughput_per_second": round(len(done) / span, 1) if span else None,
             "latency_ms": {
                 "http_intake": percentiles(load.http_latency_ms),
@@ -769,7 +794,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 4,
             ),
         }
-    await admin.execute(f'DROP DATABASE "{database_url.rsplit("/", 1)[1]}" WITH (FORCE)')
+    if args.keep:
+        result["kept"] = {"database_url": database_url, "topic_namespace": namespace}
+    else:
+        await admin.execute(f'DROP DATABASE "{database_url.rsplit("/", 1)[1]}" WITH (FORCE)')
     await admin.close()
     return result
 
@@ -861,6 +889,9 @@ def main() -> int:
     )
     parser.add_argument("--out", type=Path, help="where the JSON goes (default bench/results/)")
     parser.add_argument("--smoke", action="store_true", help="a short check of the harness")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the run's database and topics to look into"
+    )
     parser.add_argument(
         "--profile", action="store_true", help="py-spy every service while the load runs"
     )
