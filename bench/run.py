@@ -2,12 +2,14 @@
 taken in the same run on the same machine.
 
     python bench/run.py [--seconds 60] [--rate 200] [--branches 20] [--kafka-share 0.3]
-                        [--kafka HOST:PORT --database-url DSN] [--smoke]
+                        [--staff-share 0.5] [--kafka HOST:PORT --database-url DSN] [--smoke]
 
 Starts every service as its own process (as `make run` does) against a fresh database
 and topic namespace on the given broker and PostgreSQL (default: the `test` devstack,
 started if needed), with the SMTP sink and the fake SMS gateway. Branch tasks submit
-complaints over HTTP and over the `…submitted` topic at the target rate. Afterwards it
+complaints over HTTP and over the `…submitted` topic at the target rate, with the packs'
+categories, customers and products as `make demo` plans them; staff and customers work
+a share of the HTTP ones meanwhile (actions and feedback, bench/staff.py). Afterwards it
 reads the services' schemas (a benchmark may; services never do) for:
 
 - throughput: complaints fully processed (accepted, routed, clocks set, acknowledgement
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import platform
@@ -53,11 +56,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.preload import preload  # noqa: E402
+from bench.staff import StaffAtWork, plan  # noqa: E402
 from shared.kafka_admin import ensure_topics  # noqa: E402
 from shared.policy import load_packs  # noqa: E402
 from shared.topics import Topics, all_topic_partitions  # noqa: E402
 
 SERVICES = ("intake", "routing", "sla", "notify", "reporting")
+REGISTRY = load_packs(REPO / "policy-packs")
 RESULTS = REPO / "bench" / "results"
 
 
@@ -253,31 +258,6 @@ def infrastructure(kafka: str, database_url: str) -> dict[str, psutil.Process]:
     return {name: process for name, process in found.items() if process is not None}
 
 
-def branches_and_categories() -> list[tuple[str, list[str]]]:
-    packs = load_packs(REPO / "policy-packs")
-    return [
-        (f"{name}-demo", [c.code for c in pack.categories])
-        for name, pack in sorted(packs.packs.items())
-    ]
-
-
-def submission(rng: random.Random, branch: str, categories: list[str]) -> dict[str, Any]:
-    return {
-        "branch_id": branch,
-        "channel": rng.choice(["phone", "web", "email"]),
-        "customer": {
-            "name": "压测客户",
-            "type": "end_customer",
-            "language": rng.choice(["zh", "en"]),
-            "email": f"bench{rng.randrange(10**6)}@example.com",
-            "phone": f"+86139{rng.randrange(10**8):08d}",
-        },
-        "description": "性能测试投诉 benchmark complaint",
-        "category": rng.choice(categories),
-        "severity": "urgent",  # not held by quiet hours: every acknowledgement goes
-    }
-
-
 @dataclass
 class Load:
     http_latency_ms: list[float] = field(default_factory=list)
@@ -288,11 +268,17 @@ class Load:
 
 
 async def drive(
-    args: argparse.Namespace, intake_urls: list[str], topics: Topics, bootstrap: str
+    args: argparse.Namespace,
+    intake_urls: list[str],
+    topics: Topics,
+    bootstrap: str,
+    staff: StaffAtWork,
 ) -> tuple[Load, float]:
-    """Branches submitting for ``args.seconds`` at ``args.rate`` complaints a second."""
+    """Branches submitting for ``args.seconds`` at ``args.rate`` complaints a second, and
+    staff working a share of what they submit over HTTP (bench/staff.py)."""
     load = Load()
-    targets = branches_and_categories()
+    packs = [REGISTRY.packs[name] for name in sorted(REGISTRY.packs)]
+    run_id = datetime.now(UTC).strftime("%y%m%d%H%M%S")
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
     await producer.start()
     started = time.monotonic()
@@ -301,27 +287,31 @@ async def drive(
 
     async def branch(index: int) -> None:
         rng = random.Random(index)
-        branch_id, categories = targets[index % len(targets)]
+        pack = packs[index % len(packs)]
         intake_url = intake_urls[index % len(intake_urls)]
         async with httpx.AsyncClient(base_url=intake_url, timeout=30) as client:
             next_at = time.monotonic() + rng.random() / per_branch
-            while next_at < end:
+            for seq in itertools.count(index * 1_000_000):
+                if next_at >= end:
+                    break
                 await asyncio.sleep(max(0.0, next_at - time.monotonic()))
                 next_at += 1 / per_branch
-                body = submission(rng, branch_id, categories)
+                planned = plan(pack, rng, seq, run_id)
                 key = str(uuid.uuid4())
                 load.keys.append(key)
                 if rng.random() < args.kafka_share:
-                    body["submission_id"] = key
+                    message = {**planned.body, "submission_id": key}
                     await producer.send(
-                        topics.submitted.name, json.dumps(body).encode(), key=branch_id.encode()
+                        topics.submitted.name,
+                        json.dumps(message).encode(),
+                        key=planned.branch_id.encode(),
                     )
                     load.kafka_sent += 1
                     continue
                 sent = time.perf_counter()
                 try:
                     answer = await client.post(
-                        "/v1/complaints", json=body, headers={"Idempotency-Key": key}
+                        "/v1/complaints", json=planned.body, headers={"Idempotency-Key": key}
                     )
                     ok = answer.status_code == 201
                 except httpx.HTTPError:
@@ -329,9 +319,12 @@ async def drive(
                 load.http_latency_ms.append((time.perf_counter() - sent) * 1000)
                 load.http_sent += 1
                 load.http_errors += 0 if ok else 1
+                if ok:
+                    staff.accepted(answer.json()["complaint_no"], planned)
 
     await asyncio.gather(*(branch(i) for i in range(args.branches)))
     await producer.stop()
+    await staff.stop()
     return load, time.monotonic() - started
 
 
@@ -682,9 +675,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             if args.profile
             else []
         )
-        load, seconds = await drive(
-            args, [f"http://127.0.0.1:{port}" for port in intake_ports], topics, args.kafka
-        )
+        intake_urls = [f"http://127.0.0.1:{port}" for port in intake_ports]
+        async with StaffAtWork(
+            REGISTRY, intake_urls[0], namespace, share=args.staff_share, seed=0
+        ) as staff:
+            load, seconds = await drive(args, intake_urls, topics, args.kafka, staff)
         for profiler in profiling:
             await asyncio.to_thread(profiler.wait)
         submitted = load.http_sent + load.kafka_sent
@@ -744,6 +739,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "unfinished": await unfinished(database_url, load.keys, rows),
             "drained_in_seconds": drained_in,
             "throughput_per_second": round(len(done) / span, 1) if span else None,
+            "staff": {
+                **staff.report(),
+                "latency_ms": {k: percentiles(v) for k, v in sorted(staff.latency_ms.items())},
+            },
             "latency_ms": {
                 "http_intake": percentiles(load.http_latency_ms),
                 "accept_to_routed": percentiles(ms("received_at", "routed_at")),
@@ -819,6 +818,23 @@ def markdown(result: dict[str, Any]) -> str:
             for name in lat
         ),
         ("SLA timer lateness p99 ms", result["sla_timer_lateness_ms"]["p99"]),
+        (
+            "staff: cases worked / actions / feedback / refused (409) / errors",
+            " / ".join(
+                str(n)
+                for n in (
+                    result["staff"]["cases_worked"],
+                    sum(result["staff"]["actions"].values()),
+                    sum(result["staff"]["feedback"].values()),
+                    result["staff"]["refused_not_now_409"],
+                    result["staff"]["errors"],
+                )
+            ),
+        ),
+        *(
+            (f"staff {kind} p50 / p99 ms", f"{q['p50']} / {q['p99']}")
+            for kind, q in result["staff"]["latency_ms"].items()
+        ),
         *(
             (f"{name}: CPU share / peak RSS MB", f"{p['cpu_share']} / {p['peak_rss_mb']}")
             for name, p in result["processes"].items()
@@ -872,6 +888,12 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=200, help="target complaints a second")
     parser.add_argument("--branches", type=int, default=20)
     parser.add_argument("--kafka-share", type=float, default=0.3)
+    parser.add_argument(
+        "--staff-share",
+        type=float,
+        default=0.5,
+        help="share of the complaints submitted over HTTP that staff and customers work",
+    )
     parser.add_argument("--drain", type=float, default=120, help="seconds to wait for the tail")
     parser.add_argument("--kafka")
     parser.add_argument("--database-url")

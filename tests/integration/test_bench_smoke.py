@@ -1,5 +1,6 @@
 """`make bench` in miniature: the harness starts the platform, drives it over HTTP and
-Kafka, follows every complaint through, and takes its baselines. It checks that the
+Kafka with staff working cases meanwhile, follows every complaint through, and takes its
+baselines. It checks that the
 benchmark works, not its numbers (those are `make bench`'s, on a quiet machine)."""
 
 from __future__ import annotations
@@ -45,6 +46,11 @@ def test_the_benchmark_runs_and_follows_every_complaint_through(
     assert result["accepted"] == load["submitted_http"] + load["submitted_kafka"]
     assert result["fully_processed"] == result["accepted"]
     assert result["missing_at_end"] == {"routed": 0, "clocked": 0, "acknowledged": 0, "visible": 0}
+    staff = result["staff"]
+    assert staff["cases_worked"] > 0
+    assert sum(staff["actions"].values()) > 0  # staff acted on cases during the load
+    assert staff["errors"] == 0
+    assert staff["latency_ms"]["action or feedback"]["count"] > 0
     for name in ("http_intake", "accept_to_routed", "accept_to_visible_in_reporting"):
         assert result["latency_ms"][name]["count"] > 0
     services = {"intake", "routing", "sla", "notify", "reporting"}
