@@ -64,9 +64,12 @@ class _Walker(demo.Demo):  # type: ignore[misc,name-defined]
     def __init__(self, config: Any, registry: PackRegistry) -> None:
         super().__init__(config, registry)
         self.latency_ms: dict[str, list[float]] = defaultdict(list)
+        self.errors: list[str] = []
 
     def line(self, kind: str, text: str) -> None:
-        """Quiet: the benchmark's output is its JSON."""
+        """Quiet, the benchmark's output being its JSON, but for the first few errors."""
+        if kind == "error" and len(self.errors) < 10:
+            self.errors.append(text)
 
     async def request(
         self, method: str, url: str, body: Any = None, headers: dict[str, str] | None = None
@@ -138,4 +141,5 @@ class StaffAtWork:
             },
             "refused_not_now_409": tally["not now (409)"],
             "errors": tally["errors"],
+            "first_errors": self._walker.errors,
         }
