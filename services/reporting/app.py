@@ -19,7 +19,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, PlainTextResponse, Response
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from services.reporting import queries, reports
+from services.reporting import queries, reports, rollups
 from services.reporting.api import (
     CaseFile,
     ComplaintRateRow,
@@ -146,6 +146,8 @@ def build_app(settings: ReportingSettings) -> FastAPI:
         ):
             holder.attach(pool)
             app.state.pool = pool
+            async with pool.acquire() as conn:
+                await rollups.use_zone(conn, settings.report_timezone)
             listener = await pool.acquire()
             await listener.add_listener(CHANGED_CHANNEL, changes.notify)
             try:

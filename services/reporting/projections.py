@@ -20,6 +20,7 @@ from typing import Any
 
 import asyncpg
 
+from services.reporting import rollups
 from shared.contracts import (
     CaseEvent,
     ClockBreached,
@@ -101,7 +102,8 @@ async def apply_events(conn: DbConnection, events: Sequence[Event], *, notify: b
     """Project ``events`` as applying them one by one in this order would; returns how many
     were projected now (an event projected before, or earlier in ``events``, is skipped).
 
-    Call inside the transaction the effects share with their inbox records. ``notify``
+    Call inside the transaction the effects share with their inbox records; the rollups
+    follow the rows in it (migration 008's triggers). ``notify``
     tells listening dashboards of the change when it commits; a rebuild, which writes
     into a schema nobody reads yet, goes without.
     """
@@ -127,6 +129,7 @@ class EventBatch:
         """As ``apply_events``."""
         if not self._events:
             return 0
+        await rollups.lock(conn)
         known = await _known_to_inbox(conn, self._events)
         rows = self._rows
         if known:

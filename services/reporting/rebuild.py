@@ -4,7 +4,8 @@
 
 1. A fresh schema gets reporting's migrations; every event on the topics reporting
    reads, from the beginning to the current end, is applied to it (its indexes but the
-   unique ones are built afterwards).
+   unique ones are built afterwards, and the rollups are counted once at the end instead
+   of kept up event by event).
 2. Under an exclusive lock that live projecting takes shared (so the consumer pauses for
    a moment and the API keeps answering from the old tables), the events that arrived
    meanwhile are applied too, then the old schema is dropped and the new one takes its
@@ -35,6 +36,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from pydantic import ValidationError
 
+from services.reporting import rollups
 from services.reporting.app import MIGRATIONS, SCHEMA, SUBSCRIBES_TO
 from services.reporting.projections import CHANGED_CHANNEL, SWAP_LOCK, EventBatch
 from services.reporting.settings import ReportingSettings
@@ -90,9 +92,15 @@ async def rebuild(settings: ReportingSettings) -> Rebuilt:
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         indexes = await _set_indexes_aside(swap, fresh)
+        triggers = await _rollup_triggers(swap, fresh)
+        await _set_triggers(swap, triggers, enabled=False)
         applied, skipped = await _apply_until_end(consumer, partitions, target)
         for definition in indexes:
             await swap.execute(definition)
+        async with target.transaction():
+            await rollups.refresh(target, settings.report_timezone)
+        # From here on the rollups follow each event, as they do live.
+        await _set_triggers(swap, triggers, enabled=True)
         async with swap.transaction():
             # Live projecting holds this shared: from here it waits until the swap is done.
             await swap.execute("SELECT pg_advisory_xact_lock($1)", SWAP_LOCK)
@@ -133,6 +141,25 @@ async def _set_indexes_aside(conn: asyncpg.Connection, schema: str) -> list[str]
     for index in indexes:
         await conn.execute(f"DROP INDEX {index['name']}")
     return [index["definition"] for index in indexes]
+
+
+async def _rollup_triggers(conn: asyncpg.Connection, schema: str) -> list[tuple[str, str]]:
+    """(table, trigger) of the schema's triggers: those that keep the rollups."""
+    rows = await conn.fetch(
+        """SELECT t.tgrelid::regclass::text AS table_name, t.tgname
+           FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+           WHERE c.relnamespace = $1::regnamespace AND NOT t.tgisinternal""",
+        schema,
+    )
+    return [(row["table_name"], row["tgname"]) for row in rows]
+
+
+async def _set_triggers(
+    conn: asyncpg.Connection, triggers: list[tuple[str, str]], *, enabled: bool
+) -> None:
+    action = "ENABLE" if enabled else "DISABLE"
+    for table, trigger in triggers:
+        await conn.execute(f'ALTER TABLE {table} {action} TRIGGER "{trigger}"')
 
 
 async def _partitions(bootstrap: str, names: list[str]) -> list[TopicPartition]:

@@ -15,6 +15,9 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from asyncpg import Record
+
+from services.reporting import percentiles, rollups
 from services.reporting.api import (
     Backlog,
     CategoryTrend,
@@ -66,6 +69,25 @@ class Filters:
         clauses += self.days_between(f"{alias}.received_at", self.date_from, self.date_to, params)
         return " AND ".join(clauses)
 
+    @property
+    def all_time(self) -> bool:
+        """No range of days: the rollups, which count every day, can answer."""
+        return self.date_from is None and self.date_to is None
+
+    @property
+    def days_rollup(self) -> str:
+        """The rollup of cases per day these filters read: by department only if need be
+        (it has a row per department, so several times as many)."""
+        return "branch_days" if self.department is None else "department_days"
+
+    def scope(self, params: list[Any], alias: str) -> str:
+        """Conditions on the branch, pack and department columns of ``alias`` (a rollup)."""
+        clauses = ["true"]
+        for column in ("branch_id", "pack", "department"):
+            if (value := getattr(self, column)) is not None:
+                clauses.append(f"{alias}.{column} = {_bind(params, value)}")
+        return " AND ".join(clauses)
+
     def days_between(
         self, column: str, first: date | None, last: date | None, params: list[Any]
     ) -> list[str]:
@@ -103,13 +125,86 @@ _SUMMARY_DIMENSIONS = {
 _SUMMARY_COLUMNS = ", ".join(_SUMMARY_DIMENSIONS.values())
 
 
+Rows = list[Record]
+
+
 async def summary(conn: DbConnection, filters: Filters, as_of: datetime | None = None) -> Summary:
     """Counts by every dimension and the open backlog; ``as_of``: as they stood then."""
+    reference = as_of or datetime.now(UTC)
+    counts: dict[str, Counter[str]] = {name: Counter() for name in _SUMMARY_DIMENSIONS}
+    async with _reading(conn, filters):
+        if as_of is None and await _rollups_answer(conn, filters):
+            counted, days = await _summary_counts(conn, filters, reference)
+            for row in counted:
+                counts[row["dimension"]]["unknown" if row["key"] is None else row["key"]] += row[
+                    "n"
+                ]
+            backlog = await _backlog(conn, filters, reference)
+        else:
+            combinations, days = await _summary_scan(conn, filters, as_of, reference)
+            for row in combinations:
+                for dimension, column in _SUMMARY_DIMENSIONS.items():
+                    key = "unknown" if row[column] is None else row[column]
+                    counts[dimension][key] += row["n"]
+            backlog = combinations
+    by_day: Counter[str] = Counter()
+    for row in days:
+        by_day[row["received_day"].isoformat()] += row["n"]
+    by_age: Counter[str] = Counter()
+    oldest: datetime | None = None
+    for row in backlog:
+        by_age.update({name: row[name] for name, _ in AGE_BUCKETS})
+        if row["oldest"] is not None and (oldest is None or row["oldest"] < oldest):
+            oldest = row["oldest"]
+    return Summary(
+        as_of=as_of,
+        total=sum(counts["status"].values()),
+        by_status=_nonzero(counts["status"]),
+        by_category=_nonzero(counts["category"]),
+        by_branch=_nonzero(counts["branch"]),
+        by_pack=_nonzero(counts["pack"]),
+        by_department=_nonzero(counts["department"]),
+        by_channel=_nonzero(counts["channel"]),
+        by_day=dict(sorted(_nonzero(by_day).items())),
+        backlog=Backlog(
+            open=sum(by_age.values()),
+            by_age={name: by_age[name] for name, _ in AGE_BUCKETS},
+            oldest_hours=(
+                round((reference - oldest).total_seconds() / 3600, 2) if oldest else None
+            ),
+        ),
+    )
+
+
+def _nonzero(counts: Counter[str]) -> dict[str, int]:
+    """Keys whose count is not nothing: cases received after the moment are taken from
+    the rollups' counts, and the key of a group they emptied must go."""
+    return {key: n for key, n in counts.items() if n}
+
+
+def _ages(params: list[Any], reference: datetime) -> str:
+    """The open cases by age and the oldest, as of ``reference``: aggregates over
+    ``received_at`` and ``is_open``."""
+    one, three, seven = (_bind(params, reference - timedelta(days=n)) for n in (1, 3, 7))
+    return f"""min(received_at) FILTER (WHERE is_open) AS oldest,
+               count(*) FILTER (WHERE is_open AND received_at > {one}) AS "<1d",
+               count(*) FILTER (WHERE is_open AND received_at <= {one}
+                                AND received_at > {three}) AS "1-3d",
+               count(*) FILTER (WHERE is_open AND received_at <= {three}
+                                AND received_at > {seven}) AS "3-7d",
+               count(*) FILTER (WHERE is_open AND received_at <= {seven}) AS ">7d"
+    """
+
+
+async def _summary_scan(
+    conn: DbConnection, filters: Filters, as_of: datetime | None, reference: datetime
+) -> tuple[Rows, Rows]:
+    """The summary's counts read from the cases (a range of days, or ``as_of``): every
+    combination of the dimensions that occurs, with its backlog; and the days."""
     params: list[Any] = []
     where = filters.where(params)
-    reference = as_of or datetime.now(UTC)
     moment = _bind(params, reference)
-    one, three, seven = (_bind(params, reference - timedelta(days=n)) for n in (1, 3, 7))
+    ages = _ages(params, reference)
     # The status at ``moment``: intake's latest event then (its sequence orders them).
     # A join, not a subquery in the select list, which would run once per mention.
     status, history = "c.status", ""
@@ -121,59 +216,85 @@ async def summary(conn: DbConnection, filters: Filters, as_of: datetime | None =
                 ORDER BY h.sequence DESC LIMIT 1
             ) h ON true"""  # noqa: S608 -- moment is a parameter
     # One pass over the cases, two grouping sets: every combination of the dimensions
-    # that occurs (a few thousand at most: they are rolled up below), and the days.
-    async with _reading(conn, filters):
-        rows = await conn.fetch(
-            f"""SELECT GROUPING(received_day) = 0 AS is_day, received_day, {_SUMMARY_COLUMNS},
-                       count(*) AS n, min(received_at) FILTER (WHERE is_open) AS oldest,
-                       count(*) FILTER (WHERE is_open AND received_at > {one}) AS "<1d",
-                       count(*) FILTER (WHERE is_open AND received_at <= {one}
-                                        AND received_at > {three}) AS "1-3d",
-                       count(*) FILTER (WHERE is_open AND received_at <= {three}
-                                        AND received_at > {seven}) AS "3-7d",
-                       count(*) FILTER (WHERE is_open AND received_at <= {seven}) AS ">7d"
-                FROM (
-                    SELECT {status} AS status_then, c.category, c.branch_id, c.pack,
-                           c.department, c.channel, c.received_at::date AS received_day,
-                           c.received_at
-                    FROM cases c {history} WHERE {where} AND c.received_at <= {moment}
-                ) chosen,
-                LATERAL (SELECT status_then NOT IN ('closed', 'not_upheld') AS is_open) o
-                WHERE status_then IS NOT NULL
-                GROUP BY GROUPING SETS (({_SUMMARY_COLUMNS}), (received_day))""",  # noqa: S608
-            *params,
-        )
-    counts: dict[str, Counter[str]] = {name: Counter() for name in _SUMMARY_DIMENSIONS}
-    by_day: dict[str, int] = {}
-    by_age: Counter[str] = Counter()
-    oldest: datetime | None = None
-    for row in rows:
-        if row["is_day"]:
-            by_day[row["received_day"].isoformat()] = row["n"]
-            continue
-        for dimension, column in _SUMMARY_DIMENSIONS.items():
-            counts[dimension]["unknown" if row[column] is None else row[column]] += row["n"]
-        by_age.update({name: row[name] for name, _ in AGE_BUCKETS})
-        if row["oldest"] is not None and (oldest is None or row["oldest"] < oldest):
-            oldest = row["oldest"]
-    return Summary(
-        as_of=as_of,
-        total=sum(counts["status"].values()),
-        by_status=dict(counts["status"]),
-        by_category=dict(counts["category"]),
-        by_branch=dict(counts["branch"]),
-        by_pack=dict(counts["pack"]),
-        by_department=dict(counts["department"]),
-        by_channel=dict(counts["channel"]),
-        by_day=dict(sorted(by_day.items())),
-        backlog=Backlog(
-            open=sum(by_age.values()),
-            by_age={name: by_age[name] for name, _ in AGE_BUCKETS},
-            oldest_hours=(
-                round((reference - oldest).total_seconds() / 3600, 2) if oldest else None
-            ),
-        ),
+    # that occurs (a few thousand at most: they are rolled up by the caller), and the days.
+    rows = await conn.fetch(
+        f"""SELECT GROUPING(received_day) = 0 AS is_day, received_day, {_SUMMARY_COLUMNS},
+                   count(*) AS n, {ages}
+            FROM (
+                SELECT {status} AS status_then, c.category, c.branch_id, c.pack,
+                       c.department, c.channel, c.received_at::date AS received_day,
+                       c.received_at
+                FROM cases c {history} WHERE {where} AND c.received_at <= {moment}
+            ) chosen,
+            LATERAL (SELECT status_then NOT IN ('closed', 'not_upheld') AS is_open) o
+            WHERE status_then IS NOT NULL
+            GROUP BY GROUPING SETS (({_SUMMARY_COLUMNS}), (received_day))""",  # noqa: S608
+        *params,
     )
+    return [row for row in rows if not row["is_day"]], [row for row in rows if row["is_day"]]
+
+
+async def _summary_counts(
+    conn: DbConnection, filters: Filters, reference: datetime
+) -> tuple[Rows, Rows]:
+    """The summary's counts (dimension, key, n) and days from the rollups, less the cases
+    received after ``reference`` (a clock running ahead), which the summary leaves out."""
+    params: list[Any] = []
+    scope = filters.scope(params, "r")
+    later = f"""FROM cases c WHERE {filters.where(params)}
+                  AND c.received_at > {_bind(params, reference)}"""
+    dimensions = ", ".join(
+        f"('{dimension}', {column})" for dimension, column in _SUMMARY_DIMENSIONS.items()
+    )
+    counted = await conn.fetch(
+        f"""SELECT d.dimension, d.key, sum(n)::integer AS n
+            FROM (
+                SELECT status AS status_then, category, branch_id, pack, department, channel,
+                       cases AS n
+                FROM case_counts r WHERE {scope}
+                UNION ALL
+                SELECT c.status, c.category, c.branch_id, c.pack, c.department, c.channel, -1
+                {later}
+            ) counts,
+            LATERAL (VALUES {dimensions}) AS d(dimension, key)
+            GROUP BY 1, 2""",  # noqa: S608
+        *params,
+    )
+    days = await conn.fetch(
+        f"""SELECT received_day, sum(n)::integer AS n
+            FROM (
+                SELECT received_day, cases AS n FROM {filters.days_rollup} r WHERE {scope}
+                UNION ALL
+                SELECT c.received_at::date, -1 {later}
+            ) days
+            GROUP BY received_day""",  # noqa: S608
+        *params,
+    )
+    return counted, days
+
+
+async def _backlog(conn: DbConnection, filters: Filters, reference: datetime) -> Rows:
+    """The open cases by age, from the few there are (the index ``cases_open``)."""
+    params: list[Any] = []
+    where = filters.where(params)
+    moment = _bind(params, reference)
+    ages = _ages(params, reference)
+    return await conn.fetch(
+        f"""SELECT {ages} FROM (
+                    SELECT c.received_at, true AS is_open FROM cases c
+                    WHERE {where} AND c.status NOT IN ('closed', 'not_upheld')
+                      AND c.received_at <= {moment}
+                ) open_cases""",  # noqa: S608
+        *params,
+    )
+
+
+async def _rollups_answer(conn: DbConnection, filters: Filters) -> bool:
+    """The rollups can answer a report with these filters: no range of days, and the
+    rollups' days are those of the report's time zone."""
+    if not filters.all_time:
+        return False
+    return bool(await conn.fetchval("SELECT zone = $1 FROM rollup_zone", filters.timezone))
 
 
 @asynccontextmanager
@@ -205,27 +326,11 @@ def _bind(params: list[Any], value: Any) -> str:
 
 
 async def sla(conn: DbConnection, filters: Filters) -> SlaReport:
-    params: list[Any] = []
-    where = filters.where(params)
     async with _reading(conn, filters):
-        clocks = await conn.fetch(
-            f"""SELECT k.name,
-                       count(*) FILTER (WHERE k.state = 'met') AS met,
-                       count(*) FILTER (WHERE k.state = 'breached') AS breached,
-                       count(*) FILTER (WHERE k.state IN ('running', 'paused')) AS running,
-                       count(*) FILTER (WHERE k.state IN ('running', 'paused')
-                                        AND k.due_at < now()) AS overdue
-                FROM case_clocks k JOIN cases c USING (complaint_no)
-                WHERE {where} AND NOT k.return_visit
-                GROUP BY k.name ORDER BY k.name""",  # noqa: S608
-            *params,
-        )
-        escalations = await conn.fetch(
-            f"""SELECT coalesce(e.level::text, 'staff') AS level, count(*) AS n
-                FROM case_escalations e JOIN cases c USING (complaint_no)
-                WHERE {where} GROUP BY 1 ORDER BY 1""",  # noqa: S608
-            *params,
-        )
+        if await _rollups_answer(conn, filters):
+            clocks, escalations = await _sla_counts(conn, filters)
+        else:
+            clocks, escalations = await _sla_scan(conn, filters)
     stats = [
         ClockStats(
             clock=row["name"],
@@ -245,46 +350,116 @@ async def sla(conn: DbConnection, filters: Filters) -> SlaReport:
     )
 
 
+async def _sla_scan(conn: DbConnection, filters: Filters) -> tuple[Rows, Rows]:
+    params: list[Any] = []
+    where = filters.where(params)
+    clocks = await conn.fetch(
+        f"""SELECT k.name,
+                   count(*) FILTER (WHERE k.state = 'met') AS met,
+                   count(*) FILTER (WHERE k.state = 'breached') AS breached,
+                   count(*) FILTER (WHERE k.state IN ('running', 'paused')) AS running,
+                   count(*) FILTER (WHERE k.state IN ('running', 'paused')
+                                    AND k.due_at < now()) AS overdue
+            FROM case_clocks k JOIN cases c USING (complaint_no)
+            WHERE {where} AND NOT k.return_visit
+            GROUP BY k.name ORDER BY k.name""",  # noqa: S608
+        *params,
+    )
+    escalations = await conn.fetch(
+        f"""SELECT coalesce(e.level::text, 'staff') AS level, count(*) AS n
+            FROM case_escalations e JOIN cases c USING (complaint_no)
+            WHERE {where} GROUP BY 1 ORDER BY 1""",  # noqa: S608
+        *params,
+    )
+    return clocks, escalations
+
+
+async def _sla_counts(conn: DbConnection, filters: Filters) -> tuple[Rows, Rows]:
+    """The clocks' states and the escalations from the rollups; overdue, which moves with
+    the time, from the running clocks past due (the index ``case_clocks_running``)."""
+    params: list[Any] = []
+    scope = filters.scope(params, "r")
+    where = filters.where(params)
+    clocks = await conn.fetch(
+        f"""WITH overdue AS (
+                SELECT k.name, count(*) AS n
+                FROM case_clocks k JOIN cases c USING (complaint_no)
+                WHERE {where} AND k.state IN ('running', 'paused') AND NOT k.return_visit
+                  AND k.due_at < now()
+                GROUP BY k.name
+            )
+            SELECT r.name,
+                   coalesce(sum(r.clocks) FILTER (WHERE r.state = 'met'), 0) AS met,
+                   coalesce(sum(r.clocks) FILTER (WHERE r.state = 'breached'), 0) AS breached,
+                   coalesce(sum(r.clocks) FILTER (WHERE r.state IN ('running', 'paused')), 0)
+                       AS running,
+                   coalesce(min(o.n), 0) AS overdue
+            FROM clock_counts r LEFT JOIN overdue o USING (name)
+            WHERE {scope} GROUP BY r.name ORDER BY r.name""",  # noqa: S608
+        *params,
+    )
+    params = []
+    scope = filters.scope(params, "r")
+    escalations = await conn.fetch(
+        f"""SELECT level, sum(escalations) AS n FROM escalation_counts r
+            WHERE {scope} GROUP BY level ORDER BY level""",  # noqa: S608
+        *params,
+    )
+    return clocks, escalations
+
+
 def _ratio(part: int, whole: int) -> float | None:
     return round(part / whole, 4) if whole else None
 
 
-_PERCENTILES = """count(x) AS n, avg(x) AS mean,
+_PERCENTILES = """count(x) AS n, sum(seconds) AS seconds,
     percentile_cont(0.5) WITHIN GROUP (ORDER BY x) AS p50,
     percentile_cont(0.9) WITHIN GROUP (ORDER BY x) AS p90,
     percentile_cont(0.95) WITHIN GROUP (ORDER BY x) AS p95"""
 
 
-def _percentiles(row: Any) -> Percentiles:
-    def hours(value: float | None) -> float | None:
-        return round(value, 3) if value is not None else None
+def _hours(value: float | None) -> float | None:
+    return round(value, 3) if value is not None else None
 
+
+def _percentiles(row: Any) -> Percentiles:
     return Percentiles(
         count=row["n"],
-        mean_hours=hours(row["mean"]),
-        p50_hours=hours(row["p50"]),
-        p90_hours=hours(row["p90"]),
-        p95_hours=hours(row["p95"]),
+        mean_hours=percentiles.mean_hours(row["seconds"], row["n"]),
+        p50_hours=_hours(row["p50"]),
+        p90_hours=_hours(row["p90"]),
+        p95_hours=_hours(row["p95"]),
     )
 
 
+# The durations each measure is about, from the cases ``c`` in scope: assignment to
+# first contact, and receipt to closing by category.
+_FIRST_CONTACT = "c.first_contact_at - c.assigned_at"
+_FIRST_CONTACT_CASES = "c.first_contact_at >= c.assigned_at"
+_TO_CLOSE = "c.closed_at - c.received_at"
+_CLOSED_CASES = "c.closed_at IS NOT NULL"
+
+
 async def response_times(conn: DbConnection, filters: Filters) -> ResponseTimes:
-    params: list[Any] = []
-    where = filters.where(params)
     async with _reading(conn, filters):
+        if await _rollups_answer(conn, filters):
+            return await _response_times_from_buckets(conn, filters)
+        params: list[Any] = []
+        where = filters.where(params)
         contact = await conn.fetchrow(
             f"""SELECT {_PERCENTILES} FROM (
-                    SELECT extract(epoch FROM c.first_contact_at - c.assigned_at) / 3600 AS x
-                    FROM cases c WHERE {where} AND c.first_contact_at IS NOT NULL
-                      AND c.assigned_at IS NOT NULL AND c.first_contact_at >= c.assigned_at
+                    SELECT extract(epoch FROM {_FIRST_CONTACT}) AS seconds,
+                           extract(epoch FROM {_FIRST_CONTACT}) / 3600 AS x
+                    FROM cases c WHERE {where} AND {_FIRST_CONTACT_CASES}
                 ) t""",  # noqa: S608
             *params,
         )
         to_close = await conn.fetch(
             f"""SELECT category, {_PERCENTILES} FROM (
                     SELECT coalesce(c.category, 'unknown') AS category,
-                           extract(epoch FROM c.closed_at - c.received_at) / 3600 AS x
-                    FROM cases c WHERE {where} AND c.closed_at IS NOT NULL
+                           extract(epoch FROM {_TO_CLOSE}) AS seconds,
+                           extract(epoch FROM {_TO_CLOSE}) / 3600 AS x
+                    FROM cases c WHERE {where} AND {_CLOSED_CASES}
                 ) t GROUP BY category ORDER BY category""",  # noqa: S608
             *params,
         )
@@ -292,6 +467,111 @@ async def response_times(conn: DbConnection, filters: Filters) -> ResponseTimes:
         first_contact=_percentiles(contact),
         to_close_by_category={row["category"]: _percentiles(row) for row in to_close},
     )
+
+
+async def _response_times_from_buckets(conn: DbConnection, filters: Filters) -> ResponseTimes:
+    """The counts per duration bucket from the rollups; of each percentile, the two values
+    it lies between, read from the index of the durations (``cases_first_contact_time``,
+    ``cases_close_time``) at their rank within their bucket."""
+    params: list[Any] = []
+    scope = filters.scope(params, "r")
+    # The sums of seconds per measure (and category) only: a numeric per bucket would
+    # cost more to send and add up than everything else.
+    contact = percentiles.histograms(
+        await conn.fetch(
+            f"""SELECT GROUPING(bucket) = 1 AS is_total, bucket, sum(cases) AS n,
+                       CASE WHEN GROUPING(bucket) = 1 THEN sum(seconds) END AS seconds
+                FROM first_contact_times r WHERE {scope}
+                GROUP BY GROUPING SETS ((bucket), ()) ORDER BY bucket""",  # noqa: S608
+            *params,
+        )
+    ).get("", percentiles.Histogram())
+    to_close = percentiles.histograms(
+        await conn.fetch(
+            f"""SELECT GROUPING(bucket) = 1 AS is_total, category, bucket, sum(cases) AS n,
+                       CASE WHEN GROUPING(bucket) = 1 THEN sum(seconds) END AS seconds
+                FROM close_times r WHERE {scope}
+                GROUP BY GROUPING SETS ((category, bucket), (category))
+                ORDER BY category, bucket""",  # noqa: S608
+            *params,
+        ),
+        key="category",
+    )
+    contact_values = await _ranked(
+        conn, filters, _FIRST_CONTACT, _FIRST_CONTACT_CASES, {"": contact}
+    )
+    close_values = await _ranked(
+        conn,
+        filters,
+        _TO_CLOSE,
+        f"{_CLOSED_CASES} AND coalesce(c.category, 'unknown') = r.key",
+        to_close,
+    )
+
+    def figures(histogram: percentiles.Histogram, values: _Pairs) -> Percentiles:
+        p50, p90, p95 = histogram.percentiles(values)
+        return Percentiles(
+            count=histogram.count,
+            mean_hours=percentiles.mean_hours(histogram.seconds, histogram.count),
+            p50_hours=_hours(p50),
+            p90_hours=_hours(p90),
+            p95_hours=_hours(p95),
+        )
+
+    return ResponseTimes(
+        first_contact=figures(contact, contact_values.get("", {})),
+        to_close_by_category={
+            category: figures(histogram, close_values.get(category, {}))
+            for category, histogram in to_close.items()
+        },
+    )
+
+
+# (bucket, rank within it) → the durations of that rank and the next, in hours.
+_Pairs = dict[tuple[int, int], tuple[float, ...]]
+
+
+async def _ranked(
+    conn: DbConnection,
+    filters: Filters,
+    duration: str,
+    cases: str,
+    histograms: dict[str, percentiles.Histogram],
+) -> dict[str, _Pairs]:
+    """For each histogram (by key) and each (bucket, rank) it wants, the duration of that
+    rank within the bucket and the next, in hours as ``percentile_cont`` takes them."""
+    wanted = [
+        (key, bucket, rank)
+        for key, histogram in histograms.items()
+        for bucket, rank in sorted(histogram.wanted())
+    ]
+    if not wanted:
+        return {}
+    params: list[Any] = [
+        [key for key, _, _ in wanted],
+        [rollups.bucket_start(bucket) for _, bucket, _ in wanted],
+        [rank for _, _, rank in wanted],
+    ]
+    where = filters.where(params)
+    rows = await conn.fetch(
+        f"""SELECT r.i, x.hours
+            FROM unnest($1::text[], $2::interval[], $3::bigint[])
+                WITH ORDINALITY AS r(key, start, skip, i)
+            CROSS JOIN LATERAL (
+                SELECT (extract(epoch FROM {duration}) / 3600)::float8 AS hours
+                FROM cases c
+                WHERE {where} AND {cases} AND {duration} >= r.start
+                ORDER BY {duration} OFFSET r.skip LIMIT 2
+            ) x
+            ORDER BY r.i, x.hours""",  # noqa: S608
+        *params,
+    )
+    values: dict[str, _Pairs] = {}
+    for row in rows:
+        key, bucket, rank = wanted[row["i"] - 1]
+        pairs = values.setdefault(key, {})
+        pairs[(bucket, rank)] = (*pairs.get((bucket, rank), ()), row["hours"])
+    return values
 
 
 # GROUPING(branch_id, department, assignee_id) of each grouping set: its dimension, column.
@@ -304,37 +584,11 @@ _SATISFACTION_GROUPING = {
 
 
 async def satisfaction(conn: DbConnection, filters: Filters) -> SatisfactionReport:
-    params: list[Any] = []
-    where = filters.where(params)
     async with _reading(conn, filters):
-        rows = await conn.fetch(
-            f"""SELECT GROUPING(branch_id, department, assignee_id) AS grouping_set,
-                       branch_id, department, assignee_id, count(*) AS n, avg(score) AS mean,
-                       count(*) FILTER (WHERE round(score) = 1) AS s1,
-                       count(*) FILTER (WHERE round(score) = 2) AS s2,
-                       count(*) FILTER (WHERE round(score) = 3) AS s3,
-                       count(*) FILTER (WHERE round(score) = 4) AS s4,
-                       count(*) FILTER (WHERE round(score) = 5) AS s5
-                FROM (
-                    SELECT (f.quality + f.attitude + f.speed) / 3.0 AS score, c.branch_id,
-                           c.department, c.assignee_id
-                    FROM case_feedback f JOIN cases c USING (complaint_no) WHERE {where}
-                ) scored
-                GROUP BY GROUPING SETS ((), (branch_id), (department), (assignee_id))""",  # noqa: S608
-            *params,
-        )
-        rates = await conn.fetchrow(
-            f"""SELECT count(*) FILTER (WHERE c.decided_at IS NOT NULL) AS decided,
-                       count(*) FILTER (WHERE c.reopened > 0) AS reopened,
-                       count(*) FILTER (WHERE c.not_upheld) AS not_upheld,
-                       (SELECT count(*) FROM case_return_visits_due d JOIN cases c USING
-                            (complaint_no) WHERE {where}) AS visits_due,
-                       (SELECT count(*) FROM case_return_visits v JOIN cases c USING
-                            (complaint_no) WHERE {where}) AS visits_done
-                FROM cases c WHERE {where}""",  # noqa: S608
-            *params,
-        )
-    assert rates is not None
+        if await _rollups_answer(conn, filters):
+            rows, rates = await _satisfaction_counts(conn, filters)
+        else:
+            rows, rates = await _satisfaction_scan(conn, filters)
     groups: dict[str, dict[str, ScoreStats]] = {}
     for row in rows:
         dimension, column = _SATISFACTION_GROUPING[row["grouping_set"]]
@@ -362,31 +616,102 @@ async def satisfaction(conn: DbConnection, filters: Filters) -> SatisfactionRepo
     )
 
 
+# A feedback's score is the mean of its three marks; the report's mean is the numeric
+# average of the scores (as avg() gives it), its distribution by the rounded score.
+_SCORES = """GROUPING(branch_id, department, assignee_id) AS grouping_set,
+    branch_id, department, assignee_id, coalesce(sum({n}), 0) AS n,
+    sum({n} * score) / sum({n}) AS mean,
+    coalesce(sum({n}) FILTER (WHERE round(score) = 1), 0) AS s1,
+    coalesce(sum({n}) FILTER (WHERE round(score) = 2), 0) AS s2,
+    coalesce(sum({n}) FILTER (WHERE round(score) = 3), 0) AS s3,
+    coalesce(sum({n}) FILTER (WHERE round(score) = 4), 0) AS s4,
+    coalesce(sum({n}) FILTER (WHERE round(score) = 5), 0) AS s5"""
+_SCORE_GROUPS = "GROUP BY GROUPING SETS ((), (branch_id), (department), (assignee_id))"
+
+
+async def _satisfaction_scan(conn: DbConnection, filters: Filters) -> tuple[Rows, Record]:
+    params: list[Any] = []
+    where = filters.where(params)
+    rows = await conn.fetch(
+        f"""SELECT {_SCORES.format(n=1)}
+            FROM (
+                SELECT (f.quality + f.attitude + f.speed) / 3.0 AS score, c.branch_id,
+                       c.department, c.assignee_id
+                FROM case_feedback f JOIN cases c USING (complaint_no) WHERE {where}
+            ) scored
+            {_SCORE_GROUPS}""",  # noqa: S608
+        *params,
+    )
+    rates = await conn.fetchrow(
+        f"""SELECT count(*) FILTER (WHERE c.decided_at IS NOT NULL) AS decided,
+                   count(*) FILTER (WHERE c.reopened > 0) AS reopened,
+                   count(*) FILTER (WHERE c.not_upheld) AS not_upheld,
+                   (SELECT count(*) FROM case_return_visits_due d JOIN cases c USING
+                        (complaint_no) WHERE {where}) AS visits_due,
+                   (SELECT count(*) FROM case_return_visits v JOIN cases c USING
+                        (complaint_no) WHERE {where}) AS visits_done
+            FROM cases c WHERE {where}""",  # noqa: S608
+        *params,
+    )
+    assert rates is not None
+    return rows, rates
+
+
+async def _satisfaction_counts(conn: DbConnection, filters: Filters) -> tuple[Rows, Record]:
+    """From the rollups: the same numeric sums the scan makes (n times a score is the
+    score added n times), so the same means."""
+    params: list[Any] = []
+    scope = filters.scope(params, "r")
+    rows = await conn.fetch(
+        f"""SELECT {_SCORES.format(n="feedback")}
+            FROM (SELECT r.*, r.points / 3.0 AS score FROM feedback_scores r WHERE {scope}) s
+            {_SCORE_GROUPS}""",  # noqa: S608
+        *params,
+    )
+    rates = await conn.fetchrow(
+        f"""SELECT coalesce(sum(decided), 0) AS decided,
+                   coalesce(sum(reopened), 0) AS reopened,
+                   coalesce(sum(not_upheld), 0) AS not_upheld,
+                   (SELECT coalesce(sum(due), 0) FROM return_visit_counts r WHERE {scope})
+                       AS visits_due,
+                   (SELECT coalesce(sum(done), 0) FROM return_visit_counts r WHERE {scope})
+                       AS visits_done
+            FROM case_counts r WHERE {scope}""",  # noqa: S608
+        *params,
+    )
+    assert rates is not None
+    return rows, rates
+
+
 async def complaint_rate(
     conn: DbConnection, filters: Filters, targets: dict[str, float]
 ) -> list[ComplaintRateRow]:
     """Complaints ÷ services delivered per branch, over the days the branch posted a figure
     for; ``targets``: each branch's pack target (hotel: under 1 %)."""
     params: list[Any] = []
-    where = filters.where(params)
     volume_range = ""
     if filters.date_from is not None:
         volume_range += f" AND v.day >= {_bind(params, filters.date_from)}"
     if filters.date_to is not None:
         volume_range += f" AND v.day <= {_bind(params, filters.date_to)}"
     async with _reading(conn, filters):
+        # (branch_id, day) is the volumes' key: each case, or each day's count of the
+        # rollup, meets at most one row.
+        if await _rollups_answer(conn, filters):
+            complaints = f"""SELECT d.branch_id, sum(d.cases) AS n
+                FROM {filters.days_rollup} d JOIN service_volumes v
+                    ON v.branch_id = d.branch_id AND v.day = d.received_day
+                WHERE {filters.scope(params, "d")} GROUP BY d.branch_id"""  # noqa: S608
+        else:
+            complaints = f"""SELECT c.branch_id, count(*) AS n
+                FROM cases c JOIN service_volumes v
+                    ON v.branch_id = c.branch_id AND v.day = c.received_at::date {volume_range}
+                WHERE {filters.where(params)} GROUP BY c.branch_id"""  # noqa: S608
         rows = await conn.fetch(
             f"""WITH volumes AS (
                     SELECT v.branch_id, sum(v.services) AS services FROM service_volumes v
                     WHERE true {volume_range} GROUP BY v.branch_id
-                ), complaints AS (
-                    -- (branch_id, day) is the volumes' key: each case meets at most one row.
-                    SELECT c.branch_id, count(*) AS n
-                    FROM cases c JOIN service_volumes v
-                        ON v.branch_id = c.branch_id AND v.day = c.received_at::date {volume_range}
-                    WHERE {where}
-                    GROUP BY c.branch_id
-                )
+                ), complaints AS ({complaints})
                 SELECT v.branch_id, coalesce(k.n, 0) AS complaints, v.services
                 FROM volumes v LEFT JOIN complaints k USING (branch_id)
                 ORDER BY v.branch_id""",  # noqa: S608

@@ -153,7 +153,8 @@ async def test_published_rows_are_deleted_after_the_retention_and_no_others(
         remaining = [r["id"] for r in await conn.fetch("SELECT id FROM outbox ORDER BY id")]
         await conn.close()
     assert remaining[:2] == ids[3:]
-    assert len(remaining) == 3 and remaining[2] > ids[-1]  # the one enqueued since
+    assert len(remaining) == 3
+    assert remaining[2] > ids[-1]  # the one enqueued since
 
 
 async def _wait_published(conn: asyncpg.Connection) -> None:

@@ -2,11 +2,12 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import timedelta
 
 import asyncpg
 import pytest
 
-from services.reporting import queries, reports
+from services.reporting import queries, reports, rollups
 from services.reporting.app import MIGRATIONS, SCHEMA
 from services.reporting.projections import apply_event, apply_events
 from shared.contracts import Event, decode_event
@@ -187,3 +188,25 @@ async def test_a_bi_login_reads_the_views_and_nothing_else(database_url: str) ->
     finally:
         await conn.execute(f"DROP ROLE IF EXISTS {login}")
         await conn.close()
+
+
+async def test_a_duration_bucket_starts_where_the_reports_look_for_its_values(
+    database_url: str,
+) -> None:
+    """The reports read a percentile's values from the start of its bucket on
+    (rollups.bucket_start): every duration lies at or after its bucket's start and before
+    the next bucket's."""
+    seconds = [0, 0.5, 1, 31, 31.999, 32, 33, 47, 63.9, 64, 1000, 86_399.5, 10**7 + 0.25]
+    durations = [timedelta(seconds=s) for s in seconds] + [timedelta(seconds=-3)]
+    await apply_migrations(database_url, SCHEMA, MIGRATIONS)
+    conn = await asyncpg.connect(database_url, server_settings={"search_path": SCHEMA})
+    try:
+        buckets = await conn.fetch(
+            "SELECT d, duration_bucket(d) AS b FROM unnest($1::interval[]) AS d", durations
+        )
+    finally:
+        await conn.close()
+    for row in buckets:
+        assert rollups.bucket_start(row["b"]) <= row["d"] < rollups.bucket_start(row["b"] + 1)
+    # Bucket-mates: 0 s and 0.5 s, 31 s and 31.999 s, 32 s and 33 s (two seconds wide).
+    assert len({row["b"] for row in buckets}) == len(durations) - 3
