@@ -403,10 +403,20 @@ async def all_reports(reporting: httpx.AsyncClient, today: date) -> dict[str, An
         response = await reporting.get(path, params=params)
         assert response.status_code == 200, (path, response.text)
         reports[name] = response.json()
+    late = await reporting.get("/v1/reports/late-cases", params={"limit": 20})
+    reports["late"] = late.json()
+    dashboard = (await reporting.get("/v1/reports/dashboard")).json()
     # Ages and time-to-due move with the clock; the rest must not.
-    reports["summary"]["backlog"].pop("oldest_hours")
-    for clock in reports["sla"]["clocks"]:
-        clock.pop("overdue")
+    for both in (reports, dashboard):
+        both["summary"]["backlog"].pop("oldest_hours")
+        for clock in both["sla"]["clocks"]:
+            clock.pop("overdue")
+    for case in reports["late"] + dashboard["late_cases"]:
+        case.pop("overdue_hours")
+    # The dashboard reads its reports side by side; it must show what they do alone.
+    for part in ("summary", "sla", "satisfaction"):
+        assert dashboard[part] == reports[part], part
+    assert dashboard["late_cases"] == reports["late"]
     return reports
 
 
