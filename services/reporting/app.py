@@ -34,7 +34,7 @@ from services.reporting.api import (
     WeeklyReport,
 )
 from services.reporting.csv_export import rows_of, to_csv
-from services.reporting.projections import CHANGED_CHANNEL, SWAP_LOCK, apply_event
+from services.reporting.projections import CHANGED_CHANNEL, SWAP_LOCK, apply_events
 from services.reporting.reports import Filters
 from services.reporting.settings import ReportingSettings
 from shared.consumer import subscribe_events
@@ -121,20 +121,23 @@ def build_app(settings: ReportingSettings) -> FastAPI:
     broker = new_broker(settings, "reporting")
     changes = Changes()
 
-    async def project(event: Event) -> None:
+    async def project_many(events: list[Event]) -> None:
         async with holder.transaction() as conn:
             # A rebuild swapping schemas takes this exclusively: wait for it, not write
             # into tables about to be dropped.
             await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", SWAP_LOCK)
-            projected = await apply_event(conn, event)
-        if projected:
-            log.debug("event projected")
+            projected = await apply_events(conn, events)
+        log.debug("events projected", events=len(events), projected=projected)
+
+    async def project(event: Event) -> None:
+        await project_many([event])
 
     subscribe_events(
         broker,
         [topics.by_role(role) for role in SUBSCRIBES_TO],
         group_id="reporting",
         handle=project,
+        handle_many=project_many,
         pool=lambda: holder.pool,
     )
 

@@ -3,12 +3,14 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 from faststream.kafka import KafkaBroker
 
 from shared.consumer import POISON_ATTEMPTS, EventHandler, batch_transaction, subscribe_events
 from shared.contracts import Event, decode_event, encode_event
+from shared.db import DbConnection
 from shared.kafka_admin import ensure_topics
 from shared.topics import Topic
 from tests.contracts.golden import golden_samples
@@ -105,7 +107,11 @@ async def test_an_unreachable_database_redelivers_instead_of_losing(infra: Infra
 
 
 async def _batched_broker(
-    infra: Infra, pool: asyncpg.Pool, handle: EventHandler, events: list[Event]
+    infra: Infra,
+    pool: asyncpg.Pool,
+    handle: EventHandler,
+    events: list[Event],
+    handle_many: Callable[[list[Event]], Awaitable[None]] | None = None,
 ) -> tuple[KafkaBroker, Topic]:
     """``events`` already on a fresh topic when a batching consumer starts, so they
     arrive together."""
@@ -121,6 +127,7 @@ async def _batched_broker(
         group_id=f"g-{uuid.uuid4().hex[:6]}",
         handle=handle,
         pool=lambda: pool,
+        handle_many=handle_many,
         retry_delay=0.01,
     )
     await broker.start()
@@ -179,3 +186,48 @@ async def test_a_failing_event_rolls_its_batch_back_and_the_rest_commit_once(
     )
     dead = await read_records(infra.kafka_bootstrap_servers, topic.dead_letter, expected=1)
     assert [record.value for record in dead] == [encode_event(events[17])]
+
+
+async def test_a_batch_handler_takes_the_batch_at_once_and_a_failure_goes_one_by_one(
+    infra: Infra, database_url: str
+) -> None:
+    events = [_assigned(f"2611220{i:02d}") for i in range(50)]
+    poison = events[31].complaint_no
+    batch_sizes: list[int] = []
+    one_by_one: list[str] = []
+    done = asyncio.Event()
+
+    async def record(conn: DbConnection, event: Event) -> None:
+        await conn.execute("INSERT INTO effects (complaint_no) VALUES ($1)", event.complaint_no)
+        if event.complaint_no == poison:
+            raise ValueError("this event breaks the handler")
+        if event.complaint_no == events[-1].complaint_no:
+            done.set()
+
+    async def handle_many(batch: list[Event]) -> None:
+        batch_sizes.append(len(batch))
+        async with batch_transaction(pool) as conn:
+            for event in batch:
+                await record(conn, event)
+
+    async def handle(event: Event) -> None:
+        one_by_one.append(event.complaint_no)
+        async with batch_transaction(pool) as conn:
+            await record(conn, event)
+
+    async with asyncpg.create_pool(database_url, min_size=1, max_size=2) as pool:
+        await pool.execute("CREATE TABLE effects (complaint_no text)")
+        broker, topic = await _batched_broker(infra, pool, handle, events, handle_many)
+        try:
+            await asyncio.wait_for(done.wait(), 30)
+            await asyncio.sleep(0.5)
+        finally:
+            await broker.stop()
+        rows = await pool.fetch("SELECT complaint_no FROM effects ORDER BY complaint_no")
+    assert [r["complaint_no"] for r in rows] == sorted(
+        e.complaint_no for e in events if e.complaint_no != poison
+    )
+    assert max(batch_sizes) > 1  # whole batches reached the batch handler
+    assert poison in one_by_one  # its batch was replayed one event at a time
+    dead = await read_records(infra.kafka_bootstrap_servers, topic.dead_letter, expected=1)
+    assert [record.value for record in dead] == [encode_event(events[31])]
