@@ -331,9 +331,15 @@ async def drive(
 # Every stage is looked up from the run's complaints by key, so the query costs the same
 # however much history is preloaded (scanning it took longer than the drain at 10^4).
 PROCESSED = """
-SELECT r.complaint_no, r.received_at,
-       (SELECT a.assigned_at FROM routing.assignments a
-        WHERE a.complaint_no = r.complaint_no) AS routed_at,
+WITH first_assigned AS (
+    -- routing's first decision: the assignment row shows the latest, after staff have
+    -- reassigned or escalated the case
+    SELECT convert_from(key, 'UTF8') AS complaint_no, min(created_at) AS at
+    FROM routing.outbox
+    WHERE created_at >= $1 AND headers ->> 'event_type' = 'ComplaintAssigned'
+    GROUP BY key
+)
+SELECT r.complaint_no, r.received_at, first_assigned.at AS routed_at,
        -- sla has taken the complaint in: its clocks are set (some categories have none)
        (SELECT p.processed_at FROM sla.processed_events p
         WHERE p.event_id = r.received_event) AS clocked_at,
@@ -349,6 +355,7 @@ FROM (
     FROM intake.complaints c WHERE c.received_at >= $1
     OFFSET 0  -- keeps the lookup per complaint, not a scan of the whole history
 ) r
+LEFT JOIN first_assigned USING (complaint_no)
 """
 
 
