@@ -3,11 +3,8 @@ action it takes next on a case. Pure functions: no network."""
 
 from __future__ import annotations
 
-import importlib.util
 import random
-import sys
 from datetime import UTC, date, datetime, timedelta
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -15,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
+from bench.staff import demo  # the script loaded as a module, as the benchmark uses it
 from services.intake import api
 from services.intake.lifecycle import Action, CaseState, allowed_actions, apply
 from shared.contracts.intake import CaseStatus
@@ -22,23 +20,6 @@ from shared.contracts.submissions import SubmitComplaint
 from shared.policy import PackRegistry, PolicyPack, load_packs
 from shared.settings import REPO_ROOT
 
-
-def _load_demo() -> ModuleType:
-    """The demo is a script, not a package: load it from its file. It must be in
-    sys.modules before it runs, or its dataclasses cannot resolve their own module."""
-    name = "complaints_demo_script"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "deploy/local/demo.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-demo = _load_demo()
 REGISTRY: PackRegistry = load_packs(REPO_ROOT / "policy-packs")
 PACKS: list[PolicyPack] = [REGISTRY.packs[name] for name in sorted(REGISTRY.packs)]
 NOW = datetime(2026, 11, 23, 2, 30, tzinfo=UTC)
