@@ -166,8 +166,11 @@ class OutboxRelay:
             while True:
                 self._wake.clear()
                 published = await self._publish_batch(conn, producer)
-                if time.monotonic() - self._pruned_at >= self._prune_every:
-                    await self._prune(conn)
+                # One slice per round, between publishing: a first prune of a large
+                # backlog never holds up the events waiting to go out.
+                due = time.monotonic() - self._pruned_at >= self._prune_every
+                if due and await self._prune_slice(conn) < self._prune_batch:
+                    self._pruned_at = time.monotonic()
                 if published < self._batch_size:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), self._poll_interval)
@@ -205,22 +208,19 @@ class OutboxRelay:
         log.debug("outbox published", schema=self._schema, count=len(rows))
         return len(rows)
 
-    async def _prune(self, conn: DbConnection) -> None:
-        # Rows are published in id order, so the old ones are the lowest ids: each slice
-        # reads the head of the table by its key and stops at the first young row, instead
-        # of scanning a week of rows for a publishing time that has no index.
-        deleted = self._prune_batch
-        total = 0
-        while deleted == self._prune_batch:
-            status = await conn.execute(
-                """DELETE FROM outbox WHERE id IN (
-                       SELECT id FROM outbox ORDER BY id LIMIT $2)
-                   AND published_at < now() - $1::interval""",
-                self._retention,
-                self._prune_batch,
-            )
-            deleted = int(status.split()[-1])
-            total += deleted
-        self._pruned_at = time.monotonic()
-        if total:
-            log.info("outbox pruned", schema=self._schema, deleted=total)
+    async def _prune_slice(self, conn: DbConnection) -> int:
+        """Delete the expired rows among the oldest ``prune_batch``; how many went."""
+        # Rows are published in id order, so the old ones are the lowest ids: a slice reads
+        # the head of the table by its key instead of scanning a week of rows for a
+        # publishing time that has no index.
+        status = await conn.execute(
+            """DELETE FROM outbox WHERE id IN (
+                   SELECT id FROM outbox ORDER BY id LIMIT $2)
+               AND published_at < now() - $1::interval""",
+            self._retention,
+            self._prune_batch,
+        )
+        deleted = int(status.split()[-1])
+        if deleted:
+            log.info("outbox pruned", schema=self._schema, deleted=deleted)
+        return deleted
