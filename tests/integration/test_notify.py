@@ -192,6 +192,10 @@ async def test_each_packs_rules_reach_the_right_people_in_their_language(
         )
         assert any("https://complaints.example/intake/survey/" in b for b in bodies)
         assert not any(_has_cjk(str(m["Subject"])) for m in to_customer)
+        for message in to_customer:
+            assert message["From"].addresses[0].addr_spec == "customer-service@complaints.local"
+            html = message.get_body(("html",)).get_content()  # type: ignore[union-attr]
+            assert html.lstrip().startswith("<")  # the HTML alternative is there
         # The assignee heard of the assignment, in their own language.
         if staff.email is not None and any(
             r.event == "ComplaintAssigned" and "assignee" in r.to and "email" in r.channels

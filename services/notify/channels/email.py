@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import socket
 from collections.abc import Awaitable, Callable
-from email.message import EmailMessage
+from email.message import Message
 from email.utils import parseaddr
 
 import aiosmtplib
@@ -51,7 +51,7 @@ class SmtpSender:
         self._keep_idle = keep_idle
         self._idle: list[aiosmtplib.SMTP] = []
 
-    async def send(self, message: EmailMessage, before_data: Callable[[], Awaitable[None]]) -> str:
+    async def send(self, message: Message, before_data: Callable[[], Awaitable[None]]) -> str:
         """Deliver ``message`` to the server; its Message-ID."""
         while self._idle:
             client = self._idle.pop()
@@ -75,7 +75,7 @@ class SmtpSender:
     async def _converse(
         self,
         client: aiosmtplib.SMTP,
-        message: EmailMessage,
+        message: Message,
         before_data: Callable[[], Awaitable[None]],
     ) -> str:
         reused = client.is_connected
