@@ -4,8 +4,6 @@ with each other and with what was loaded."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -22,27 +20,15 @@ from bench.reporting_scale import (
     grow,
 )
 from services.reporting import rollups
-from services.reporting.app import build_app
 from services.reporting.settings import ReportingSettings
 from shared.db import apply_migrations
 from shared.topics import Topics
 from tests.support.infra import Infra
+from tests.support.reporting import reporting_client
 
 COMPLAINTS = 2000
 PACKS = 7
 TZ = ZoneInfo("Asia/Shanghai")
-
-
-@asynccontextmanager
-async def reporting_client(settings: ReportingSettings) -> AsyncIterator[httpx.AsyncClient]:
-    app = build_app(settings)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://reporting", timeout=30
-        ) as client,
-    ):
-        yield client
 
 
 async def get(client: httpx.AsyncClient, path: str, **params: str) -> Any:

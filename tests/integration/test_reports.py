@@ -12,8 +12,6 @@ import io
 import math
 import random
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -23,7 +21,6 @@ import httpx
 
 from services.intake.cases import feedback_token
 from services.intake.settings import IntakeSettings
-from services.reporting.app import build_app as build_reporting
 from services.reporting.rebuild import rebuild
 from services.reporting.settings import ReportingSettings
 from services.routing.app import build_app as build_routing
@@ -37,6 +34,7 @@ from tests.support.infra import Infra
 from tests.support.intake import running_intake, wait_for
 from tests.support.kafka import read_records
 from tests.support.processes import REPO
+from tests.support.reporting import reporting_client
 from tests.support.services import running
 
 COMPLAINTS = 1000
@@ -44,18 +42,6 @@ LATE_SHARE = 0.12
 TZ = ZoneInfo("Asia/Shanghai")
 PACKS = load_packs(REPO / "policy-packs")
 SECRET = IntakeSettings().feedback_secret.get_secret_value().encode()
-
-
-@asynccontextmanager
-async def reporting_client(settings: ReportingSettings) -> AsyncIterator[httpx.AsyncClient]:
-    app = build_reporting(settings)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://reporting", timeout=30
-        ) as client,
-    ):
-        yield client
 
 
 def submissions(rng: random.Random) -> list[dict[str, Any]]:
