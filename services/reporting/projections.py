@@ -93,11 +93,6 @@ def timeline_details(event: Event) -> str:
     return json.dumps(details, ensure_ascii=False)
 
 
-async def apply_event(conn: DbConnection, event: Event) -> bool:
-    """Project ``event``; False if it had been projected before."""
-    return await apply_events(conn, (event,)) == 1
-
-
 async def apply_events(conn: DbConnection, events: Sequence[Event], *, notify: bool = True) -> int:
     """Project ``events`` as applying them one by one in this order would; returns how many
     were projected now (an event projected before, or earlier in ``events``, is skipped).

@@ -9,7 +9,7 @@ import pytest
 
 from services.reporting import queries, reports, rollups
 from services.reporting.app import MIGRATIONS, SCHEMA
-from services.reporting.projections import apply_event, apply_events
+from services.reporting.projections import apply_events
 from shared.contracts import Event, decode_event
 from shared.db import apply_migrations
 from tests.contracts.golden import golden_samples
@@ -30,7 +30,7 @@ async def _project(database_url: str, order: list[str]) -> asyncpg.Connection:
     events = _golden_events()
     for name in order:
         async with conn.transaction():
-            await apply_event(conn, events[name])
+            await apply_events(conn, [events[name]])
     return conn
 
 
