@@ -41,6 +41,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -155,7 +156,9 @@ class Platform:
         self.log_dir = log_dir
         self.popen: dict[str, subprocess.Popen[bytes]] = {}
 
-    def start(self, name: str, *args: str, env: dict[str, str] | None = None) -> None:
+    def start(
+        self, name: str, *args: str, env: dict[str, str] | None = None, nice: int = 0
+    ) -> None:
         log = (self.log_dir / f"{name}.log").open("wb")
         self.popen[name] = subprocess.Popen(
             [sys.executable, *args],
@@ -163,6 +166,7 @@ class Platform:
             env={**self.env, **(env or {})},
             stdout=log,
             stderr=subprocess.STDOUT,
+            preexec_fn=(lambda: os.nice(nice)) if nice else None,
         )
 
     def services(self) -> dict[str, int]:
@@ -647,7 +651,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         for n in range(args.scale.get(service, 1)):
             own = {ports[service][0]: str(ports[service][1][n])} if service in ports else {}
             instance = service if n == 0 else f"{service}-{n + 1}"
-            platform_.start(instance, "-m", f"services.{service}", env=own)
+            platform_.start(
+                instance, "-m", f"services.{service}", env=own, nice=args.nice.get(service, 0)
+            )
     result: dict[str, Any] = {}
     try:
         for port in intake_ports + reporting_ports:
@@ -731,6 +737,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 "seconds": round(seconds, 1),
                 "branches": args.branches,
                 "instances": {service: args.scale.get(service, 1) for service in SERVICES},
+                "nice": args.nice,
                 "submitted_http": load.http_sent,
                 "submitted_kafka": load.kafka_sent,
                 "http_errors": load.http_errors,
@@ -867,7 +874,8 @@ def markdown(result: dict[str, Any]) -> str:
     load = result["load"]
     lines = [
         f"## {result['when']}: {load['target_rate']}/s target for {load['seconds']} s, "
-        f"{load['branches']} branches, instances {load.get('instances')}",
+        f"{load['branches']} branches, instances {load.get('instances')}"
+        + (f", niceness {load['nice']}" if load.get("nice") else ""),
         "",
         f"Machine: {result['machine']}. Command: `{result['command']}`.",
         "",
@@ -879,14 +887,19 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def scale(text: str) -> dict[str, int]:
-    counts = {}
-    for part in filter(None, text.split(",")):
-        service, _, count = part.partition("=")
-        if service not in SERVICES or not count.isdigit() or int(count) < 1:
-            raise argparse.ArgumentTypeError(f"not service=count: {part!r}")
-        counts[service] = int(count)
-    return counts
+def per_service(low: int) -> Callable[[str], dict[str, int]]:
+    """Parses "routing=2,notify=3" into {"routing": 2, "notify": 3}, each number ≥ ``low``."""
+
+    def parse(text: str) -> dict[str, int]:
+        counts = {}
+        for part in filter(None, text.split(",")):
+            service, _, count = part.partition("=")
+            if service not in SERVICES or not count.isdigit() or int(count) < low:
+                raise argparse.ArgumentTypeError(f"not service=number (≥ {low}): {part!r}")
+            counts[service] = int(count)
+        return counts
+
+    return parse
 
 
 def main() -> int:
@@ -906,9 +919,16 @@ def main() -> int:
     parser.add_argument("--database-url")
     parser.add_argument(
         "--scale",
-        type=scale,
+        type=per_service(1),
         default={},
         help='instances per service, e.g. "routing=2,notify=2" (default one each)',
+    )
+    parser.add_argument(
+        "--nice",
+        type=per_service(0),
+        default={},
+        help='niceness per service, e.g. "notify=10": how the run shares the cores when the '
+        "services cannot each have their own",
     )
     parser.add_argument(
         "--preload",
