@@ -40,7 +40,7 @@ from services.reporting import rollups
 from services.reporting.app import MIGRATIONS, SCHEMA, SUBSCRIBES_TO
 from services.reporting.projections import CHANGED_CHANNEL, SWAP_LOCK, EventBatch
 from services.reporting.settings import ReportingSettings
-from shared.contracts import Event, RejectedMessageError, decode_event
+from shared.contracts import Event, RejectedMessageError, current_version, decode_event
 from shared.contracts.base import registered_event_types
 from shared.db import apply_migrations
 from shared.logging import configure_logging
@@ -52,6 +52,7 @@ BATCH = 5000
 # The relay's event_type header names the model, so the body is validated straight from
 # its JSON (pydantic's core parses it; no dict in between).
 MODELS = {name.encode(): model for name, model in registered_event_types().items()}
+VERSIONS = {model: str(current_version(model)).encode() for model in MODELS.values()}
 log = structlog.get_logger("reporting.rebuild")
 
 
@@ -226,12 +227,14 @@ async def _read(
 def _decode(record: ConsumerRecord[bytes, bytes]) -> Event | None:
     """The record's event; None for what every consumer rejects or does not know."""
     assert record.value is not None
-    for key, value in record.headers:
-        if key == "event_type" and (model := MODELS.get(value)) is not None:
-            try:
-                return model.model_validate_json(record.value)
-            except ValidationError:
-                break  # a header the body belies, or a bad body: judged as every consumer does
+    headers = dict(record.headers)
+    model = MODELS.get(headers.get("event_type", b""))
+    # Straight to the model only for its own version: an older one may need upcasting.
+    if model is not None and headers.get("schema_version") == VERSIONS[model]:
+        try:
+            return model.model_validate_json(record.value)
+        except ValidationError:
+            pass  # a header the body belies, or a bad body: judged as every consumer does
     try:
         return decode_event(record.value)
     except RejectedMessageError:

@@ -10,9 +10,11 @@ from shared.contracts.base import (
     Event,
     RejectedMessageError,
     UndecodableEventError,
+    current_version,
     decode_event,
     encode_event,
     registered_event_types,
+    upcaster,
 )
 from shared.contracts.intake import CaseEvent, CaseStatus, ComplaintReceived
 from shared.contracts.notify import (
@@ -82,6 +84,9 @@ __all__ = [
     "SubmissionRejected",
     "SubmitComplaint",
     "UndecodableEventError",
+    "current_version",
     "decode_event",
     "encode_event",
+    "registered_event_types",
+    "upcaster",
 ]

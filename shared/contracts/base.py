@@ -4,18 +4,26 @@ Events are frozen pydantic models. Unknown fields are ignored on decode so a
 consumer built for one schema version reads a later, additively extended one.
 A subclass registers itself under its ``event_type`` so that any consumer can
 decode any event on any topic without knowing its producer's code.
+
+A change old documents cannot be read under (a field renamed, split, or given another
+meaning) raises the model's ``schema_version`` and registers an ``upcaster`` for each
+step, so that events stored before it (on a topic, in an inbox) decode as the current
+version. docs/architecture.md says in which order such a change is rolled out.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Self
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 _REGISTRY: dict[str, type[Event]] = {}
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+_UPCASTERS: dict[tuple[str, int], Upcaster] = {}
 
 
 class RejectedMessageError(ValueError):
@@ -84,6 +92,41 @@ def registered_event_types() -> dict[str, type[Event]]:
     return dict(_REGISTRY)
 
 
+def current_version(model: type[Event]) -> int:
+    """The schema version ``model`` writes."""
+    version = model.model_fields["schema_version"].default
+    assert isinstance(version, int)
+    return version
+
+
+def upcaster(event_type: str, from_version: int) -> Callable[[Upcaster], Upcaster]:
+    """Register the decorated function as the step from ``from_version`` of
+    ``event_type``'s documents to the next version. A version without one changed
+    additively: its documents read as the next version's unchanged."""
+
+    def register(step: Upcaster) -> Upcaster:
+        if (event_type, from_version) in _UPCASTERS:
+            raise ValueError(f"{event_type} v{from_version} already has an upcaster")
+        _UPCASTERS[(event_type, from_version)] = step
+        return step
+
+    return register
+
+
+def upcast(document: dict[str, Any], model: type[Event]) -> dict[str, Any]:
+    """``document`` as the version ``model`` reads; a later version's is left as it is
+    (its added fields are ignored)."""
+    version = document.get("schema_version", 1)
+    target = current_version(model)
+    if not isinstance(version, int) or version >= target:
+        return document
+    for step_from in range(version, target):
+        step = _UPCASTERS.get((model.EVENT_TYPE, step_from))
+        if step is not None:
+            document = step(dict(document))
+    return {**document, "schema_version": target}
+
+
 def encode_event(event: Event) -> bytes:
     return event.model_dump_json().encode()
 
@@ -106,6 +149,6 @@ def decode_event(raw: bytes) -> Event | None:
     if model is None:
         return None
     try:
-        return model.model_validate(document)
-    except ValidationError as exc:
+        return model.model_validate(upcast(document, model))
+    except (KeyError, TypeError, ValueError) as exc:  # ValidationError, or an upcaster's
         raise UndecodableEventError(f"invalid {event_type}: {exc}") from exc

@@ -10,10 +10,16 @@ GOLDEN_DIR = Path(__file__).parent / "golden"
 
 
 def golden_samples() -> dict[str, dict[str, Any]]:
+    """Each message type's sample at its latest version (``Name.v2.json`` over ``.v1``)."""
     return {
         path.name.split(".")[0]: json.loads(path.read_text(encoding="utf-8"))
-        for path in sorted(GOLDEN_DIR.glob("*.json"))
+        for path in sorted(GOLDEN_DIR.glob("*.json"), key=_name_and_version)
     }
+
+
+def _name_and_version(path: Path) -> tuple[str, int]:
+    name, version, _ = path.name.split(".")
+    return name, int(version.removeprefix("v"))
 
 
 def same_shape(document: Any, golden: Any) -> bool:

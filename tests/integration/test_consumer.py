@@ -13,6 +13,7 @@ from shared.contracts import Event, decode_event, encode_event
 from shared.db import DbConnection
 from shared.kafka_admin import ensure_topics
 from shared.topics import Topic
+from tests.contracts.evolution import evolved_contract, v1_document
 from tests.contracts.golden import golden_samples
 from tests.support.infra import Infra
 from tests.support.kafka import read_records
@@ -231,3 +232,34 @@ async def test_a_batch_handler_takes_the_batch_at_once_and_a_failure_goes_one_by
     assert poison in one_by_one  # its batch was replayed one event at a time
     dead = await read_records(infra.kafka_bootstrap_servers, topic.dead_letter, expected=1)
     assert [record.value for record in dead] == [encode_event(events[31])]
+
+
+async def test_events_stored_before_a_contract_changed_reach_the_handler_upcast(
+    infra: Infra,
+) -> None:
+    """Written by a v1 producer, on the topic since, read by a consumer built for v3."""
+    received: list[Event] = []
+    done = asyncio.Event()
+
+    async def handle(event: Event) -> None:
+        received.append(event)
+        if len(received) == 2:
+            done.set()
+
+    with evolved_contract():
+        broker, topic = await _subscribed_broker(infra, handle)
+        try:
+            await broker.publish(json.dumps(v1_document()).encode(), topic=topic.name, key=b"1")
+            await broker.publish(
+                json.dumps(v1_document(schema_version=3, weight_grams=7)).encode(),
+                topic=topic.name,
+                key=b"1",
+            )
+            await asyncio.wait_for(done.wait(), 30)
+        finally:
+            await broker.stop()
+
+    assert [(e.schema_version, e.model_dump().get("weight_grams")) for e in received] == [
+        (3, 2500),
+        (3, 7),
+    ]

@@ -6,9 +6,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.contracts import Event, UndecodableEventError, decode_event, encode_event
+from shared.contracts import (
+    Event,
+    UndecodableEventError,
+    current_version,
+    decode_event,
+    encode_event,
+    upcaster,
+)
 from shared.contracts.base import registered_event_types
 from shared.contracts.submissions import SubmissionAccepted, SubmissionRejected
+from tests.contracts.evolution import evolved_contract, v1_document
 from tests.contracts.golden import golden_samples, same_shape
 
 GOLDEN = golden_samples()
@@ -48,11 +56,61 @@ def test_events_are_frozen() -> None:
         event.department = "elsewhere"  # type: ignore[attr-defined]
 
 
-def test_a_consumer_reads_an_event_with_fields_added_later() -> None:
-    document = {**GOLDEN["ComplaintAssigned"], "priority_hint": "high"}
-    event = decode_event(json.dumps(document).encode())
+@pytest.mark.parametrize("event_type", EVENTS)
+def test_a_consumer_built_for_v1_reads_v2_with_a_field_added(event_type: str) -> None:
+    golden = GOLDEN[event_type]
+    later = {**golden, "schema_version": 2, "priority_hint": {"level": "high", "why": "VIP"}}
+    event = decode_event(json.dumps(later).encode())
     assert event is not None
-    assert event.event_type == "ComplaintAssigned"
+    assert event.schema_version == 2
+    assert json.loads(event.model_dump_json()) == {**golden, "schema_version": 2}
+
+
+def test_every_contract_is_at_its_first_version_and_needs_no_upcaster_yet() -> None:
+    # When one moves on, its golden sample stays as the old version's document and a
+    # new one is added: this test then names the contracts whose stored events upcast.
+    assert {current_version(model) for model in registered_event_types().values()} == {1}
+    assert {GOLDEN[name]["schema_version"] for name in EVENTS} == {1}
+
+
+def test_a_v3_consumer_reads_stored_v1_and_v2_events_through_the_upcaster() -> None:
+    with evolved_contract() as parcel_weighed:
+        v1 = decode_event(json.dumps(v1_document()).encode())
+        v2 = decode_event(
+            json.dumps(v1_document(schema_version=2, weight_kg=None, weight_grams=1250)).encode()
+        )
+        v3 = decode_event(
+            json.dumps(v1_document(schema_version=3, weight_grams=90, scale_id="s-7")).encode()
+        )
+    assert isinstance(v1, parcel_weighed)
+    assert v1.model_dump(include={"schema_version", "weight_grams", "scale_id"}) == {
+        "schema_version": 3,
+        "weight_grams": 2500,
+        "scale_id": "unknown",
+    }
+    assert isinstance(v2, parcel_weighed)
+    assert (v2.schema_version, v2.weight_grams) == (3, 1250)  # type: ignore[attr-defined]
+    assert isinstance(v3, parcel_weighed)
+    assert (v3.weight_grams, v3.scale_id) == (90, "s-7")  # type: ignore[attr-defined]
+
+
+def test_an_old_document_the_upcaster_cannot_read_is_undecodable() -> None:
+    with (
+        evolved_contract(),
+        pytest.raises(UndecodableEventError, match="invalid ContractTestParcelWeighed"),
+    ):
+        decode_event(json.dumps({**v1_document(), "weight_kg": None}).encode())
+
+
+def test_an_event_type_has_one_upcaster_per_version() -> None:
+    with evolved_contract(), pytest.raises(ValueError, match="already has an upcaster"):
+        upcaster("ContractTestParcelWeighed", from_version=1)(lambda document: document)
+
+
+def test_the_upcaster_is_gone_with_the_contract() -> None:
+    with evolved_contract():
+        pass
+    assert decode_event(json.dumps(v1_document()).encode()) is None
 
 
 def test_an_unknown_event_type_is_not_ours_rather_than_an_error() -> None:
