@@ -25,6 +25,7 @@ from services.intake.cases import (
 )
 from shared.consumer import subscribe
 from shared.contracts import RejectedMessageError
+from shared.contracts.base import json_object
 from shared.contracts.submissions import (
     FieldError,
     SubmissionAccepted,
@@ -37,13 +38,7 @@ _OUTCOMES = uuid.UUID("1d0f7a52-2c4b-4d7e-9b1a-3e5c7f9a0b2d")
 
 
 def decode_submission(raw: bytes) -> dict[str, Any]:
-    try:
-        document = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RejectedMessageError(f"not JSON: {exc}") from exc
-    if not isinstance(document, dict):
-        raise RejectedMessageError("a submission must be a JSON object")
-    return document
+    return json_object(raw, "a submission")
 
 
 def _context(document: dict[str, Any]) -> dict[str, str]:

@@ -131,17 +131,30 @@ def encode_event(event: Event) -> bytes:
     return event.model_dump_json().encode()
 
 
+def json_object(
+    raw: bytes, what: str, error: type[RejectedMessageError] = RejectedMessageError
+) -> dict[str, Any]:
+    """``raw`` parsed as a JSON object, or ``error`` saying why it is not one."""
+    try:
+        # UTF-8 only (RFC 8259), a byte order mark tolerated: json.loads would take UTF-16
+        # and UTF-32 bytes too.
+        document = json.loads(raw.decode("utf-8-sig"))
+    # ValueError covers bad UTF-8 and bad JSON, and also a number too long to convert
+    # (over 4,300 digits); RecursionError, nesting deeper than the interpreter's stack.
+    # Either left to propagate would make the message look transiently unprocessable.
+    except (ValueError, RecursionError) as exc:
+        raise error(f"not JSON: {str(exc)[:200]}") from exc
+    if not isinstance(document, dict):
+        raise error(f"{what} must be a JSON object")
+    return document
+
+
 def decode_event(raw: bytes) -> Event | None:
     """Decode an event; ``None`` for a well-formed event of a type this code does not know.
 
     Raises ``UndecodableEventError`` for anything that is not a valid event.
     """
-    try:
-        document = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UndecodableEventError(f"not JSON: {exc}") from exc
-    if not isinstance(document, dict):
-        raise UndecodableEventError("an event must be a JSON object")
+    document = json_object(raw, "an event", UndecodableEventError)
     event_type = document.get("event_type")
     if not isinstance(event_type, str) or not event_type:
         raise UndecodableEventError("missing event_type")

@@ -8,7 +8,13 @@ from collections.abc import Awaitable, Callable
 import asyncpg
 from faststream.kafka import KafkaBroker
 
-from shared.consumer import POISON_ATTEMPTS, EventHandler, batch_transaction, subscribe_events
+from shared.consumer import (
+    POISON_ATTEMPTS,
+    EventHandler,
+    batch_transaction,
+    subscribe,
+    subscribe_events,
+)
 from shared.contracts import Event, decode_event, encode_event
 from shared.db import DbConnection
 from shared.kafka_admin import ensure_topics
@@ -57,7 +63,13 @@ async def test_poison_and_garbage_go_to_the_dead_letter_topic_and_the_partition_
     broker, topic = await _subscribed_broker(infra, handle)
     try:
         await broker.publish(encode_event(_assigned("261122001")), topic=topic.name, key=b"1")
-        await broker.publish(b"{not json", topic=topic.name, key=b"x")
+        # A body its content-type belies: FastStream's own decoding would choke on it.
+        await broker.publish(
+            b"{not json",
+            topic=topic.name,
+            key=b"x",
+            headers={"content-type": "application/json"},
+        )
         await broker.publish(encode_event(_assigned("261122666")), topic=topic.name, key=b"6")
         await broker.publish(
             json.dumps({"event_type": "SomethingFromTheFuture"}).encode(), topic=topic.name
@@ -263,3 +275,48 @@ async def test_events_stored_before_a_contract_changed_reach_the_handler_upcast(
         (3, 2500),
         (3, 7),
     ]
+
+
+async def test_a_decoder_that_fails_unexpectedly_dead_letters_instead_of_stopping(
+    infra: Infra,
+) -> None:
+    """A bug in a decoder, not a rejection: retrying the same bytes cannot help."""
+    topic = Topic(f"test.{uuid.uuid4().hex[:10]}", 1, "test", "consumer test")
+    await ensure_topics(infra.kafka_bootstrap_servers, {topic.name: 1, topic.dead_letter: 1})
+    handled: list[str] = []
+    done = asyncio.Event()
+
+    def decode(raw: bytes) -> str:
+        if raw.startswith(b"bug"):
+            raise KeyError("a decoder's own mistake")
+        return raw.decode()
+
+    async def handle(message: str) -> None:
+        handled.append(message)
+        if message == "last":
+            done.set()
+
+    broker = KafkaBroker(infra.kafka_bootstrap_servers)
+    subscribe(
+        broker,
+        [topic],
+        group_id=f"g-{uuid.uuid4().hex[:6]}",
+        decode=decode,
+        handle=handle,
+        log_context=lambda message: {},
+        retry_delay=0.01,
+    )
+    await broker.start()
+    try:
+        for raw in (b"first", b"bug in here", b"last"):
+            await broker.publish(raw, topic=topic.name, key=b"k")
+        await asyncio.wait_for(done.wait(), 30)
+    finally:
+        await broker.stop()
+
+    assert handled == ["first", "last"]
+    (dead,) = await read_records(infra.kafka_bootstrap_servers, topic.dead_letter, expected=1)
+    assert dead.value == b"bug in here"
+    headers = {k: v.decode() for k, v in dead.headers}
+    assert headers["dlq.original_offset"] == "1"
+    assert "undecodable: KeyError" in headers["dlq.error"]

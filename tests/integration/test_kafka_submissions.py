@@ -67,6 +67,8 @@ async def test_bad_kafka_submissions_are_rejected_dead_lettered_and_the_partitio
             bootstrap,
             topics.submitted.name,
             b"\xff not json",
+            b'{"submission_id": ' + b"9" * 5000 + b"}",
+            b"[" * 100_000 + b"]" * 100_000,
             submission(submission_id="pms-2001", category="weather"),
             submission(submission_id="pms-2002", customer={"name": "x", "type": "alien"}),
             submission(),  # no submission_id: Kafka needs one
@@ -78,7 +80,7 @@ async def test_bad_kafka_submissions_are_rejected_dead_lettered_and_the_partitio
 
         await wait_for(accepted_last)
         outcomes = await read_records(bootstrap, topics.submission_outcomes.name, expected=3)
-        dead = await read_records(bootstrap, topics.submitted.dead_letter, expected=4)
+        dead = await read_records(bootstrap, topics.submitted.dead_letter, expected=6)
 
     by_id = {json.loads(r.value)["submission_id"]: json.loads(r.value) for r in outcomes}
     assert set(by_id) == {"pms-2001", "pms-2002", "pms-2003"}
@@ -87,10 +89,12 @@ async def test_bad_kafka_submissions_are_rejected_dead_lettered_and_the_partitio
     assert "facilities" in by_id["pms-2001"]["errors"][0]["msg"]
     assert {tuple(e["loc"]) for e in by_id["pms-2002"]["errors"]} == {("customer", "type")}
     assert by_id["pms-2003"]["event_type"] == "SubmissionAccepted"
-    assert len(dead) == 4
+    assert len(dead) == 6
     headers = [{k: v.decode() for k, v in record.headers} for record in dead]
-    assert [h["dlq.original_offset"] for h in headers] == ["0", "1", "2", "3"]
+    assert [h["dlq.original_offset"] for h in headers] == ["0", "1", "2", "3", "4", "5"]
     assert "not JSON" in headers[0]["dlq.error"]
-    assert "category" in headers[1]["dlq.error"]
-    assert "submission_id: required on Kafka" in headers[3]["dlq.error"]
+    assert "not JSON: Exceeds the limit" in headers[1]["dlq.error"]
+    assert "not JSON: maximum recursion depth" in headers[2]["dlq.error"]
+    assert "category" in headers[3]["dlq.error"]
+    assert "submission_id: required on Kafka" in headers[5]["dlq.error"]
     assert all(h["dlq.original_topic"] == topics.submitted.name for h in headers)
