@@ -52,6 +52,7 @@ from services.intake.api import (
     StartInvestigation,
     _Action,
 )
+from services.intake.branch_limits import BranchLimits
 from services.intake.cases import (
     ActionResult,
     CaseNotFoundError,
@@ -136,6 +137,7 @@ def build_app(settings: IntakeSettings) -> FastAPI:
     packs = LivePacks(settings.policy_packs_dir)
     topics = Topics.in_namespace(settings.complaints_topic_namespace)
     holder = _Holder()
+    branch_limits = BranchLimits(settings.intake_branch_submissions_per_minute)
     broker = new_broker(settings, "intake")
     subscribe_submissions(broker, topics.submitted, holder.get)
 
@@ -203,6 +205,11 @@ def build_app(settings: IntakeSettings) -> FastAPI:
         responses={
             409: {"model": Problem, "description": "Idempotency key reused with another body."},
             413: {"model": Problem, "description": "Body over 64 KB."},
+            429: {
+                "model": Problem,
+                "description": "The branch is over its submissions a minute; retry after "
+                "`Retry-After` seconds.",
+            },
             503: {"model": Problem, "description": "Database unavailable; retry."},
         },
     )
@@ -215,8 +222,21 @@ def build_app(settings: IntakeSettings) -> FastAPI:
 
         Send an `Idempotency-Key` (or `submission_id`) to make retries safe: the same key
         returns the same complaint (with `Idempotent-Replayed: true`), the same key with a
-        different body is refused with 409.
+        different body is refused with 409. A branch that sends more than its share
+        (`INTAKE_BRANCH_SUBMISSIONS_PER_MINUTE`) is answered 429 until it slows down.
         """
+        known = packs.current.for_branch(submission.branch_id) is not None
+        if known and not await branch_limits.admit(submission.branch_id):
+            wait = branch_limits.retry_after_seconds
+            return JSONResponse(
+                status_code=status.HTTP_429_TOO_MANY_REQUESTS,
+                content={
+                    "detail": f"branch {submission.branch_id} is over its "
+                    f"{branch_limits.per_minute} submissions a minute; nothing was "
+                    f"recorded, retry in {wait} s"
+                },
+                headers={"Retry-After": str(wait)},
+            )
         accepted = await holder.get().accept(
             submission,
             correlation_id=x_correlation_id or str(uuid.uuid4()),

@@ -1,8 +1,10 @@
-"""Branch systems submitting over Kafka: the same validation and outcome as over HTTP."""
+"""Branch systems submitting over Kafka: the same validation and outcome as over HTTP;
+and a branch flooding the HTTP front door."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -11,7 +13,7 @@ from shared.topics import Topics
 from tests.integration.test_intake_api import submission
 from tests.support.db import scalar
 from tests.support.infra import Infra
-from tests.support.intake import running_intake, wait_for
+from tests.support.intake import hotel_with_branches, running_intake, wait_for
 from tests.support.kafka import read_records
 
 
@@ -98,3 +100,43 @@ async def test_bad_kafka_submissions_are_rejected_dead_lettered_and_the_partitio
     assert "category" in headers[3]["dlq.error"]
     assert "submission_id: required on Kafka" in headers[5]["dlq.error"]
     assert all(h["dlq.original_topic"] == topics.submitted.name for h in headers)
+
+
+async def test_a_flooding_branch_is_answered_429_and_the_others_are_not(
+    infra: Infra, database_url: str, topics: Topics, tmp_path: Path
+) -> None:
+    flooding, quiet = hotel_with_branches(tmp_path / "packs", 2)
+    async with running_intake(
+        database_url,
+        infra.kafka_bootstrap_servers,
+        topics,
+        tmp_path / "packs",
+        intake_branch_submissions_per_minute=5,
+    ) as client:
+        flood = [
+            await client.post("/v1/complaints", json=submission(branch_id=flooding))
+            for _ in range(8)
+        ]
+        others = [
+            await client.post("/v1/complaints", json=submission(branch_id=quiet)) for _ in range(3)
+        ]
+        # Over Kafka a branch is not refused: its partition's backlog waits its turn.
+        await _produce(
+            infra.kafka_bootstrap_servers,
+            topics.submitted.name,
+            submission(branch_id=flooding, submission_id="pms-flood-9"),
+        )
+
+        async def all_recorded() -> bool:
+            return await scalar(database_url, "SELECT count(*) FROM intake.complaints") == 9
+
+        await wait_for(all_recorded)
+
+    assert [r.status_code for r in flood] == [201] * 5 + [429] * 3
+    refused = flood[-1]
+    assert refused.headers["Retry-After"] == "12"
+    assert "over its 5 submissions a minute" in refused.json()["detail"]
+    assert [r.status_code for r in others] == [201] * 3
+    count = "SELECT count(*) FROM intake.complaints WHERE branch_id = '{}'"
+    assert await scalar(database_url, count.format(flooding)) == 6
+    assert await scalar(database_url, count.format(quiet)) == 3

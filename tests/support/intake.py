@@ -21,12 +21,17 @@ from shared.topics import Topics
 
 @asynccontextmanager
 async def running_intake(
-    database_url: str, bootstrap: str, topics: Topics, packs_dir: Path | None = None
+    database_url: str,
+    bootstrap: str,
+    topics: Topics,
+    packs_dir: Path | None = None,
+    **overrides: Any,
 ) -> AsyncIterator[httpx.AsyncClient]:
     settings: dict[str, Any] = {
         "database_url": database_url,
         "kafka_bootstrap_servers": bootstrap,
         "complaints_topic_namespace": topics.namespace,
+        **overrides,
     }
     if packs_dir is not None:
         settings["policy_packs_dir"] = packs_dir
