@@ -72,6 +72,12 @@ test: lint
 	bash deploy/local/ensure_chromium.sh
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# Schemathesis at full strength: 1,000 generated requests per intake and reporting
+# operation (make test runs 100), on the test stack like make test.
+.PHONY: fuzz-api
+fuzz-api: $(STAMP)
+	API_FUZZ_EXAMPLES=1000 $(PY) -m pytest tests/integration/test_api_fuzzing.py $(PYTEST_ARGS)
+
 .PHONY: clean
 clean:
 	-$(DEVSTACK) down --stack dev

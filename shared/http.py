@@ -7,11 +7,38 @@ import structlog
 import uvicorn
 from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.db import is_connection_error
 
 log = structlog.get_logger(__name__)
+
+
+_DETAIL = {
+    "application/json": {
+        "schema": {
+            "type": "object",
+            "properties": {"detail": {"type": "string"}},
+            "required": ["detail"],
+        }
+    }
+}
+
+
+def document_body_refusals(app: FastAPI, max_bytes: int) -> None:
+    """Say on every operation that takes a body how one is refused before the schema is
+    checked: 413 over ``max_bytes`` (``BodySizeLimit``), 400 when FastAPI cannot parse it
+    at all (not UTF-8, a number too long to convert, nesting too deep); a body that parses
+    but is not JSON or breaks the schema gets 422. Call after the routes are added."""
+    for route in app.routes:
+        if isinstance(route, APIRoute) and route.body_field is not None:
+            route.responses.setdefault(
+                400, {"description": "The body could not be read as JSON.", "content": _DETAIL}
+            )
+            route.responses.setdefault(
+                413, {"description": f"Body over {max_bytes // 1024} KB.", "content": _DETAIL}
+            )
 
 
 def answer_503_when_database_down(app: FastAPI, message: str) -> None:

@@ -76,7 +76,7 @@ from shared.contracts.submissions import (
     Severity,
     SubmitComplaint,
 )
-from shared.http import BodySizeLimit, answer_503_when_database_down
+from shared.http import BodySizeLimit, answer_503_when_database_down, document_body_refusals
 from shared.logging import configure_logging
 from shared.policy import LivePacks
 from shared.runtime import consuming, service_database, watching
@@ -431,6 +431,7 @@ def build_app(settings: IntakeSettings) -> FastAPI:
         )
         return HTMLResponse(page)
 
+    document_body_refusals(app, MAX_BODY_BYTES)
     return app
 
 

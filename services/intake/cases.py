@@ -165,7 +165,8 @@ class Intake:
         return feedback_token(self._feedback_secret, complaint_no)
 
     def check_feedback_token(self, complaint_no: str, token: str) -> bool:
-        return hmac.compare_digest(self.feedback_token(complaint_no), token)
+        # As bytes: compare_digest refuses str with non-ASCII characters (a TypeError).
+        return hmac.compare_digest(self.feedback_token(complaint_no).encode(), token.encode())
 
     def check(self, submission: SubmitComplaint) -> tuple[PolicyPack, Branch]:
         """The branch's pack, if the submission only names what the pack defines."""

@@ -16,6 +16,7 @@ import asyncpg
 import structlog
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, status
 from fastapi import Path as PathParam
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, PlainTextResponse, Response
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
@@ -286,8 +287,16 @@ def build_app(settings: ReportingSettings) -> FastAPI:
                 else (today().replace(day=1) - timedelta(days=1)).replace(day=1)
             )
         except ValueError:
-            raise HTTPException(
-                status.HTTP_422_UNPROCESSABLE_CONTENT, f"month {month!r} is not a month"
+            # Shaped as FastAPI's own 422s, which the schema promises.
+            raise RequestValidationError(
+                [
+                    {
+                        "type": "value_error",
+                        "loc": ("query", "month"),
+                        "msg": f"month {month!r} is not a month",
+                        "input": month,
+                    }
+                ]
             ) from None
         report = await read(request, lambda c: reports.monthly(c, scope, first))
         return answer(report, format, f"monthly-{first:%Y-%m}")
