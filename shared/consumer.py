@@ -76,7 +76,14 @@ def _is_transient(exc: BaseException) -> bool:
 async def _dead_letter(
     broker: KafkaBroker, group_id: str, record: ConsumerRecord[bytes, bytes], error: str
 ) -> None:
+    # The message's own headers go along, so that a replay (shared/dlq_replay.py) sends
+    # it back as it was.
     headers = {
+        **{
+            key: value.decode("utf-8", "replace")
+            for key, value in record.headers
+            if not key.startswith("dlq.")
+        },
         "dlq.original_topic": record.topic,
         "dlq.original_partition": str(record.partition),
         "dlq.original_offset": str(record.offset),
