@@ -58,7 +58,11 @@ async def apply_migrations(dsn: str, schema: str, directory: Path) -> list[str]:
         lock_key = zlib.crc32(f"migrations:{schema}".encode())
         await conn.execute("SELECT pg_advisory_lock($1)", lock_key)
         try:
-            await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+            # Only when missing: a service's own role may lack CREATE on the database,
+            # and PostgreSQL checks that privilege even for IF NOT EXISTS (shared/db/roles.py).
+            exists = await conn.fetchval("SELECT 1 FROM pg_namespace WHERE nspname = $1", schema)
+            if not exists:
+                await conn.execute(f"CREATE SCHEMA {schema}")
             await conn.execute(f"SET search_path TO {schema}")
             await conn.execute(
                 """CREATE TABLE IF NOT EXISTS schema_migrations (
