@@ -78,6 +78,19 @@ test: lint
 fuzz-api: $(STAMP)
 	API_FUZZ_EXAMPLES=1000 $(PY) -m pytest tests/integration/test_api_fuzzing.py $(PYTEST_ARGS)
 
+# Back up every schema and the consumer groups' offsets, then verify it (docs/operations.md).
+# make backup [BACKUP_DIR=dir]; where from: DATABASE_URL, KAFKA_BOOTSTRAP_SERVERS, COMPLAINTS_TOPIC_NAMESPACE.
+.PHONY: backup
+backup: $(STAMP)
+	d="$(or $(BACKUP_DIR),.local/backups/$$(date +%Y-%m-%dT%H%M%S))"; \
+	$(PY) deploy/local/backup.py backup --to "$$d" && $(PY) deploy/local/backup.py verify --from "$$d"
+
+# Stop the services first. make restore FROM=dir [RESTORE_ARGS="--database-url URL"]
+.PHONY: restore
+restore: $(STAMP)
+	@test -n "$(FROM)" || { echo "usage: make restore FROM=<backup dir> [RESTORE_ARGS=...]"; exit 1; }
+	$(PY) deploy/local/backup.py restore --from "$(FROM)" $(RESTORE_ARGS)
+
 .PHONY: clean
 clean:
 	-$(DEVSTACK) down --stack dev
