@@ -30,6 +30,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from typing import Any, TypeVar
+from weakref import WeakKeyDictionary
 
 import asyncpg
 import structlog
@@ -53,6 +54,16 @@ POISON_ATTEMPTS = 3
 BATCH_RECORDS = 500
 
 _batch_connection: ContextVar[DbConnection | None] = ContextVar("batch_connection", default=None)
+
+# Kafka's max.poll.interval.ms, unless the broker's service set its own (new_broker): the
+# subscriber is declared where the settings are not at hand.
+DEFAULT_MAX_POLL_INTERVAL_MS = 300_000
+_max_poll_interval_ms: WeakKeyDictionary[KafkaBroker, int] = WeakKeyDictionary()
+
+
+def limit_poll_interval(broker: KafkaBroker, milliseconds: int) -> None:
+    """The max.poll.interval.ms of the consumers ``subscribe`` declares on ``broker``."""
+    _max_poll_interval_ms[broker] = milliseconds
 
 
 @asynccontextmanager
@@ -217,6 +228,7 @@ def subscribe(
         group_id=group_id,
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
+        max_poll_interval_ms=_max_poll_interval_ms.get(broker, DEFAULT_MAX_POLL_INTERVAL_MS),
         decoder=_undecoded,
         title=f"{group_id}:" + ",".join(topic.name for topic in topics),
     )(on_batch)

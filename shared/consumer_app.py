@@ -12,10 +12,11 @@ import asyncpg
 from faststream import FastStream
 from faststream.kafka import KafkaBroker
 
-from shared.consumer import batch_transaction
+from shared.consumer import batch_transaction, limit_poll_interval
 from shared.db import DbConnection
+from shared.kafka_security import KafkaSecurity
 from shared.policy import LivePacks
-from shared.runtime import service_database, watching
+from shared.runtime import service_database, start_when_reachable, watching
 from shared.settings import ServiceSettings
 
 
@@ -41,14 +42,28 @@ class PoolHolder:
 
 def new_broker(settings: ServiceSettings, service: str) -> KafkaBroker:
     # Dead letters are the one thing a consumer publishes directly: same guarantees as the relay.
-    return KafkaBroker(
+    broker = KafkaBroker(
         settings.kafka_bootstrap_servers,
         client_id=service,
         acks="all",
         enable_idempotence=True,
         graceful_timeout=15.0,
         logger=logging.getLogger(f"{service}.kafka"),
+        security=KafkaSecurity.from_settings(settings).faststream(),
     )
+    limit_poll_interval(broker, settings.kafka_max_poll_interval_ms)
+    return broker
+
+
+class _PatientFastStream(FastStream):
+    """Starts its broker as intake and reporting do (``start_when_reachable``): a service
+    started while Kafka is away waits for it instead of exiting, which left a consumer
+    restarted during a broker outage dead (found by reliability/faults.py)."""
+
+    async def _start_broker(self) -> None:
+        for broker in self.brokers:
+            assert isinstance(broker, KafkaBroker)
+            await start_when_reachable(broker)
 
 
 def consumer_app(
@@ -75,4 +90,4 @@ def consumer_app(
                 yield
             holder.attach(None)
 
-    return FastStream(broker, lifespan=lifespan, logger=logging.getLogger(f"{schema}.app"))
+    return _PatientFastStream(broker, lifespan=lifespan, logger=logging.getLogger(f"{schema}.app"))

@@ -31,6 +31,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import ConsumerRecord
 
+from shared.kafka_security import PLAINTEXT, KafkaSecurity
 from shared.settings import ServiceSettings
 from shared.topics import DEAD_LETTER_SUFFIX
 
@@ -71,8 +72,10 @@ class Replay:
         }
 
 
-async def _partitions(bootstrap_servers: str, topic: str) -> list[int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+async def _partitions(
+    bootstrap_servers: str, topic: str, security: KafkaSecurity = PLAINTEXT
+) -> list[int]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, **security.client_options())
     await admin.start()
     try:
         (described,) = await admin.describe_topics([topic])
@@ -93,6 +96,7 @@ async def replay(
     *,
     error_contains: str | None = None,
     dry_run: bool = False,
+    security: KafkaSecurity = PLAINTEXT,
 ) -> dict[str, Any]:
     if not topic.endswith(DEAD_LETTER_SUFFIX):
         raise ValueError(f"{topic} is not a dead-letter topic (…{DEAD_LETTER_SUFFIX})")
@@ -103,14 +107,20 @@ async def replay(
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         isolation_level="read_committed",
+        **security.client_options(),
     )
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap_servers, enable_idempotence=True, acks="all"
+        bootstrap_servers=bootstrap_servers,
+        enable_idempotence=True,
+        acks="all",
+        **security.client_options(),
     )
     await consumer.start()
     await producer.start()
     try:
-        partitions = [TopicPartition(topic, p) for p in await _partitions(bootstrap_servers, topic)]
+        partitions = [
+            TopicPartition(topic, p) for p in await _partitions(bootstrap_servers, topic, security)
+        ]
         consumer.assign(partitions)
         ends = await consumer.end_offsets(partitions)
         for partition in partitions:
@@ -167,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.topic,
                 error_contains=args.error,
                 dry_run=args.dry_run,
+                security=KafkaSecurity.from_settings(settings),
             )
         )
     except ValueError as exc:

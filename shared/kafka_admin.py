@@ -9,6 +9,7 @@ from typing import TypeVar
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 
+from shared.kafka_security import PLAINTEXT, KafkaSecurity
 from shared.topics import all_topic_partitions
 
 ResultT = TypeVar("ResultT")
@@ -18,13 +19,18 @@ async def _with_admin(
     bootstrap_servers: str,
     action: Callable[[AIOKafkaAdminClient], Awaitable[ResultT]],
     wait_seconds: float,
+    security: KafkaSecurity = PLAINTEXT,
 ) -> ResultT:
     """Run ``action`` with a fresh admin client, retrying while a just-started broker
     has no metadata or group coordinator yet."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_seconds
     while True:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=10_000)
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=bootstrap_servers,
+            request_timeout_ms=10_000,
+            **security.client_options(),
+        )
         try:
             await admin.start()
             return await action(admin)
@@ -73,6 +79,7 @@ async def ensure_topics(
     *,
     replication_factor: int = 1,
     wait_seconds: float = 60.0,
+    security: KafkaSecurity = PLAINTEXT,
 ) -> tuple[int, int]:
     """Create missing topics and grow those with too few partitions: (created, grown)."""
     wanted = wanted if wanted is not None else all_topic_partitions()
@@ -80,6 +87,6 @@ async def ensure_topics(
     async def ensure(admin: AIOKafkaAdminClient) -> tuple[int, int]:
         return await _ensure_once(admin, wanted, replication_factor)
 
-    counts = await _with_admin(bootstrap_servers, ensure, wait_seconds)
-    await _with_admin(bootstrap_servers, _warm_up_group_coordinator, wait_seconds)
+    counts = await _with_admin(bootstrap_servers, ensure, wait_seconds, security)
+    await _with_admin(bootstrap_servers, _warm_up_group_coordinator, wait_seconds, security)
     return counts

@@ -29,6 +29,7 @@ import structlog
 from aiokafka import AIOKafkaProducer
 
 from shared.db import DbConnection
+from shared.kafka_security import PLAINTEXT, KafkaSecurity
 
 log = structlog.get_logger(__name__)
 
@@ -99,10 +100,12 @@ class OutboxRelay:
         retention: timedelta = timedelta(days=7),
         prune_every: float = 300.0,
         prune_batch: int = 10_000,
+        security: KafkaSecurity = PLAINTEXT,
     ) -> None:
         self._dsn = dsn
         self._schema = schema
         self._bootstrap_servers = bootstrap_servers
+        self._security = security
         self._poll_interval = poll_interval
         self._batch_size = batch_size
         self._max_backoff = max_backoff
@@ -160,6 +163,7 @@ class OutboxRelay:
                 acks="all",
                 linger_ms=2,
                 request_timeout_ms=10_000,
+                **self._security.client_options(),
             )
             await producer.start()
             log.info("outbox relay active", schema=self._schema)

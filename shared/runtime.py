@@ -15,6 +15,7 @@ from aiokafka.errors import KafkaError
 from faststream.kafka import KafkaBroker
 
 from shared.db import apply_migrations, create_pool, is_connection_error
+from shared.kafka_security import KafkaSecurity
 from shared.outbox import OutboxRelay
 from shared.policy import LivePacks
 from shared.settings import ServiceSettings
@@ -56,6 +57,7 @@ async def service_database(
             schema=schema,
             bootstrap_servers=settings.kafka_bootstrap_servers,
             retention=timedelta(hours=settings.outbox_retention_hours),
+            security=KafkaSecurity.from_settings(settings),
         )
         relay.start()
     try:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -17,6 +18,31 @@ class ServiceSettings(BaseSettings):
 
     kafka_bootstrap_servers: str = Field(
         default="127.0.0.1:9092", description="Comma-separated Kafka bootstrap servers."
+    )
+    # Kafka authentication (shared/kafka_security.py, deploy/kafka/README.md).
+    kafka_security_protocol: Literal["PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT",
+        description="PLAINTEXT (the local stacks) or SASL_SSL: SCRAM over TLS, the "
+        "production brokers' listener (deploy/kafka/).",
+    )
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256"] = Field(
+        default="SCRAM-SHA-512", description="The SASL mechanism with SASL_SSL."
+    )
+    kafka_sasl_username: str | None = Field(
+        default=None, description="The service's own Kafka user with SASL_SSL."
+    )
+    kafka_sasl_password: SecretStr | None = Field(
+        default=None, description="That user's password (or KAFKA_SASL_PASSWORD_FILE)."
+    )
+    kafka_sasl_password_file: Path | None = Field(
+        default=None,
+        description="A file holding the password instead (a mounted secret); a trailing "
+        "newline is not part of it.",
+    )
+    kafka_ssl_cafile: Path | None = Field(
+        default=None,
+        description="PEM file of the CA that signed the brokers' certificates; the "
+        "system's trust store when unset.",
     )
     database_url: str = Field(
         default="postgresql://postgres@127.0.0.1:5433/complaints",
@@ -36,4 +62,11 @@ class ServiceSettings(BaseSettings):
         default=168,
         gt=0,
         description="How long a published outbox row is kept before the relay deletes it.",
+    )
+    kafka_max_poll_interval_ms: int = Field(
+        default=300_000,
+        ge=1_000,
+        description="Kafka's max.poll.interval.ms for every consumer: the longest one batch "
+        "may take before the consumer is put out of its group. The default is Kafka's; the "
+        "fault harness lowers it to provoke that rebalance (reliability/faults.py).",
     )

@@ -43,6 +43,7 @@ from services.reporting.settings import ReportingSettings
 from shared.contracts import Event, RejectedMessageError, current_version, decode_event
 from shared.contracts.base import registered_event_types
 from shared.db import apply_migrations
+from shared.kafka_security import PLAINTEXT, KafkaSecurity
 from shared.logging import configure_logging
 from shared.topics import Topics
 
@@ -73,6 +74,7 @@ async def rebuild(settings: ReportingSettings) -> Rebuilt:
     await apply_migrations(settings.database_url, fresh, MIGRATIONS)
     topics = Topics.in_namespace(settings.complaints_topic_namespace)
     names = [topics.by_role(role).name for role in SUBSCRIBES_TO]
+    security = KafkaSecurity.from_settings(settings)
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap_servers,
         group_id=None,
@@ -81,6 +83,7 @@ async def rebuild(settings: ReportingSettings) -> Rebuilt:
         # At the ends a fetch waits this long for records, and the end offsets asked for
         # under the swap lock wait behind it: short, so live projecting pauses only briefly.
         fetch_max_wait_ms=50,
+        **security.client_options(),
     )
     await consumer.start()
     target = await asyncpg.connect(
@@ -89,7 +92,7 @@ async def rebuild(settings: ReportingSettings) -> Rebuilt:
     )
     swap = await asyncpg.connect(settings.database_url)
     try:
-        partitions = await _partitions(settings.kafka_bootstrap_servers, names)
+        partitions = await _partitions(settings.kafka_bootstrap_servers, names, security)
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         indexes = await _set_indexes_aside(swap, fresh)
@@ -163,8 +166,10 @@ async def _set_triggers(
         await conn.execute(f'ALTER TABLE {table} {action} TRIGGER "{trigger}"')
 
 
-async def _partitions(bootstrap: str, names: list[str]) -> list[TopicPartition]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+async def _partitions(
+    bootstrap: str, names: list[str], security: KafkaSecurity = PLAINTEXT
+) -> list[TopicPartition]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **security.client_options())
     await admin.start()
     try:
         described = await admin.describe_topics(names)
