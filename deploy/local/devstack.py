@@ -75,6 +75,7 @@ LOG_TAIL_LINES = 40
 DEFAULT_PORTS: dict[str, tuple[int, int, int]] = {
     "dev": (9092, 9093, 5433),
     "test": (19092, 19093, 15433),
+    "faults": (29192, 29193, 25533),
 }
 
 LOG4J2_YAML = """\
