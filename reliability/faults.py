@@ -7,7 +7,7 @@
 Each run gets a fresh database and topic namespace on the `faults` devstack (Kafka
 127.0.0.1:29192, PostgreSQL 127.0.0.1:25533, brought up if need be and stopped at the
 end unless --keep-stack), every service as its own process (bench/run.py's Platform), the
-SMTP sink and the fake SMS providers writing into the run's folder under .local/faults/.
+SMTP sink and the fake SMS providers writing into the run's folder under .local/fault-runs/.
 Branches submit over HTTP and Kafka at ``--rate`` a second for ``--seconds``, retrying
 each submission under its key until it is taken (reliability/load.py), staff work a share
 of the cases, and the scenario's faults strike meanwhile:
@@ -85,7 +85,7 @@ from shared.topics import Topics, all_topic_partitions  # noqa: E402
 log = structlog.get_logger("faults")
 
 RESULTS = REPO / "reliability" / "results"
-LOGS = REPO / ".local" / "faults"
+LOGS = REPO / ".local" / "fault-runs"  # beside, not in, the stack's own .local/faults
 ALL_GROUPS = [group for service in SERVICES for group in GROUPS[service]]
 SETTLE_POLL_S = 3.0
 SLOW_POLL_INTERVAL_MS = 10_000
