@@ -605,6 +605,23 @@ def service_env(kafka: str, database_url: str, namespace: str) -> dict[str, str]
     }
 
 
+def platform_env(
+    kafka: str, database_url: str, namespace: str, smtp_port: int, sms_port: int
+) -> dict[str, str]:
+    """The services' environment for a load run, with the fake SMTP and SMS servers."""
+    return {
+        **service_env(kafka, database_url, namespace),
+        "SMTP_PORT": str(smtp_port),
+        "SMS_GATEWAY_URL": f"http://127.0.0.1:{sms_port}/gateway/send",
+        "WEBHOOK_BASE_URL": f"http://127.0.0.1:{sms_port}/webhooks",
+        # The load is many complaints from few branches: far more than any one branch sends.
+        "INTAKE_BRANCH_SUBMISSIONS_PER_MINUTE": "0",
+        "RATE_LIMIT_EMAIL": "100000",
+        "RATE_LIMIT_SMS": "100000",
+        "RATE_LIMIT_WEBHOOK": "100000",
+    }
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     use_stack(args)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -622,17 +639,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     smtp_port, sms_port = free_port(), free_port()
     intake_ports = [free_port() for _ in range(args.scale.get("intake", 1))]
     reporting_ports = [free_port() for _ in range(args.scale.get("reporting", 1))]
-    env = {
-        **service_env(args.kafka, database_url, namespace),
-        "SMTP_PORT": str(smtp_port),
-        "SMS_GATEWAY_URL": f"http://127.0.0.1:{sms_port}/gateway/send",
-        "WEBHOOK_BASE_URL": f"http://127.0.0.1:{sms_port}/webhooks",
-        # The load is many complaints from few branches: far more than any one branch sends.
-        "INTAKE_BRANCH_SUBMISSIONS_PER_MINUTE": "0",
-        "RATE_LIMIT_EMAIL": "100000",
-        "RATE_LIMIT_SMS": "100000",
-        "RATE_LIMIT_WEBHOOK": "100000",
-    }
+    env = platform_env(args.kafka, database_url, namespace, smtp_port, sms_port)
     platform_ = Platform(env, log_dir)
     platform_.start(
         "smtp",

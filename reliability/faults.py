@@ -63,7 +63,7 @@ import structlog
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.run import REGISTRY, SERVICES, free_port, fresh_database, service_env  # noqa: E402
+from bench.run import REGISTRY, SERVICES, free_port, fresh_database, platform_env  # noqa: E402
 from bench.staff import StaffAtWork  # noqa: E402
 from reliability.cluster import (  # noqa: E402
     GROUPS,
@@ -138,19 +138,11 @@ class Fault(Protocol):
     async def inject(self, run: Run, window: float) -> None: ...
 
 
-def platform_env(
+def fault_env(
     bootstrap: str, database_url: str, namespace: str, smtp_port: int, sms_port: int
 ) -> dict[str, str]:
     return {
-        **service_env(bootstrap, database_url, namespace),
-        "SMTP_PORT": str(smtp_port),
-        "SMS_GATEWAY_URL": f"http://127.0.0.1:{sms_port}/gateway/send",
-        "WEBHOOK_BASE_URL": f"http://127.0.0.1:{sms_port}/webhooks",
-        # Many complaints from few branches, as in the benchmark.
-        "INTAKE_BRANCH_SUBMISSIONS_PER_MINUTE": "0",
-        "RATE_LIMIT_EMAIL": "100000",
-        "RATE_LIMIT_SMS": "100000",
-        "RATE_LIMIT_WEBHOOK": "100000",
+        **platform_env(bootstrap, database_url, namespace, smtp_port, sms_port),
         # A killed notify's sends are reconciled after the lease: 20 s instead of 60 keeps
         # the drain short (it still exceeds every provider timeout, 10 s).
         "LEASE_SECONDS": "20",
@@ -170,7 +162,7 @@ async def running_platform(
     log_dir = LOGS / f"{stamp}-{config.scenario}"
     log_dir.mkdir(parents=True, exist_ok=True)
     smtp_port, sms_port = free_port(), free_port()
-    env = {**platform_env(stack.bootstrap, database_url, namespace, smtp_port, sms_port)}
+    env = fault_env(stack.bootstrap, database_url, namespace, smtp_port, sms_port)
     cluster = Cluster({**env, **extra_env}, log_dir)
     cluster.start_sink("smtp", "deploy/local/smtp_sink.py", log_dir / "mail", smtp_port)
     cluster.start_sink("sms", "deploy/local/sms_sink.py", log_dir / "sms", sms_port)

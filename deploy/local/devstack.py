@@ -352,6 +352,20 @@ def check_java_version(java: str) -> None:
         raise DevstackError(f"{java} is Java {major}: Kafka 4 needs Java {MIN_JAVA}+")
 
 
+def single_node(stack: Stack) -> dict[str, str]:
+    """What one broker that is also its own controller needs, whatever its listeners: its
+    log folder, and internal topics that cannot ask for more replicas than there are."""
+    return {
+        "log.dirs": str(stack.kafka_data),
+        "offsets.topic.replication.factor": "1",
+        "transaction.state.log.replication.factor": "1",
+        "transaction.state.log.min.isr": "1",
+        "share.coordinator.state.topic.replication.factor": "1",
+        "share.coordinator.state.topic.min.isr": "1",
+        "group.initial.rebalance.delay.ms": "0",
+    }
+
+
 def kafka_properties(stack: Stack) -> str:
     settings = {
         "process.roles": "broker,controller",
@@ -362,13 +376,7 @@ def kafka_properties(stack: Stack) -> str:
         "controller.listener.names": "CONTROLLER",
         "inter.broker.listener.name": "PLAINTEXT",
         "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
-        "log.dirs": str(stack.kafka_data),
-        "offsets.topic.replication.factor": "1",
-        "transaction.state.log.replication.factor": "1",
-        "transaction.state.log.min.isr": "1",
-        "share.coordinator.state.topic.replication.factor": "1",
-        "share.coordinator.state.topic.min.isr": "1",
-        "group.initial.rebalance.delay.ms": "0",
+        **single_node(stack),
         "auto.create.topics.enable": "false",
         "num.partitions": "6",
     }

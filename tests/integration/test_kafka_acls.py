@@ -187,13 +187,7 @@ def _server_properties(
         "process.roles": "broker,controller",
         "node.id": "1",
         "controller.quorum.bootstrap.servers": f"127.0.0.1:{controller}",
-        "log.dirs": str(stack.kafka_data),
-        "offsets.topic.replication.factor": "1",
-        "transaction.state.log.replication.factor": "1",
-        "transaction.state.log.min.isr": "1",
-        "share.coordinator.state.topic.replication.factor": "1",
-        "share.coordinator.state.topic.min.isr": "1",
-        "group.initial.rebalance.delay.ms": "0",
+        **devstack.single_node(stack),
     }
     assert not set(node) & set(fragment)
     merged = {**fragment, **site, **node}
