@@ -17,6 +17,8 @@ help:
 	@echo "make lint   ruff check, ruff format --check, mypy --strict"
 	@echo "make docs   regenerate the AsyncAPI documents in docs/asyncapi/"
 	@echo "make demo   with make run going: two minutes of realistic traffic from every demo branch (watch http://127.0.0.1:8005/)"
+	@echo "make fuzz-api   Schemathesis, 1,000 requests per API operation, on the test stack"
+	@echo "make backup / make restore FROM=dir   every schema and the consumer offsets (docs/operations.md)"
 	@echo "make infra-up / infra-down [STACK=dev|test]   local Kafka and PostgreSQL only"
 
 $(STAMP): pyproject.toml requirements.lock
