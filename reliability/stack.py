@@ -43,10 +43,16 @@ def _load_devstack() -> ModuleType:
 devstack = _load_devstack()
 
 
+# DEVSTACK_KAFKA_PORT and its kind move the stack someone runs (dev, test) off busy ports;
+# the faults stack sits on ports of its own, apart from both, and must stay there.
+_PORT_OVERRIDES = ("DEVSTACK_KAFKA_PORT", "DEVSTACK_CONTROLLER_PORT", "DEVSTACK_PG_PORT")
+
+
 def _devstack_cli(*args: str) -> str:
     command = [sys.executable, str(DEVSTACK_PATH), *args, "--stack", STACK]
+    env = {k: v for k, v in os.environ.items() if k not in _PORT_OVERRIDES}
     return subprocess.run(  # noqa: S603 - our own script, fixed arguments
-        command, cwd=REPO, check=True, capture_output=True, text=True
+        command, cwd=REPO, env=env, check=True, capture_output=True, text=True
     ).stdout
 
 
@@ -63,7 +69,14 @@ class FaultsStack:
     """Start, stop, kill and restart the `faults` stack's broker and database."""
 
     def __init__(self) -> None:
-        self.stack: Any = devstack.load_stack(STACK)
+        kafka, controller, pg = devstack.DEFAULT_PORTS[STACK]
+        self.stack: Any = devstack.Stack(
+            name=STACK,
+            kafka_port=kafka,
+            controller_port=controller,
+            pg_port=pg,
+            kafka_heap=devstack.load_stack(STACK).kafka_heap,
+        )
         # Brokers this process started are its children: reap them, or they stay zombies.
         self._children: list[subprocess.Popen[bytes]] = []
 
