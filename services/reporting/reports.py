@@ -123,6 +123,13 @@ _SUMMARY_DIMENSIONS = {
     "channel": "channel",
 }
 _SUMMARY_COLUMNS = ", ".join(_SUMMARY_DIMENSIONS.values())
+# A grouping set per dimension; GROUPING() of the summary's columns names the set: a 1 bit
+# for each column rolled up, the first column's the highest.
+_SUMMARY_SETS_SQL = ", ".join(f"({column})" for column in _SUMMARY_DIMENSIONS.values())
+_SUMMARY_SETS = {
+    (1 << len(_SUMMARY_DIMENSIONS)) - 1 - (1 << (len(_SUMMARY_DIMENSIONS) - 1 - index)): name
+    for index, name in enumerate(_SUMMARY_DIMENSIONS)
+}
 
 
 Rows = list[Record]
@@ -133,12 +140,12 @@ async def summary(conn: DbConnection, filters: Filters, as_of: datetime | None =
     reference = as_of or datetime.now(UTC)
     counts: dict[str, Counter[str]] = {name: Counter() for name in _SUMMARY_DIMENSIONS}
     async with _reading(conn, filters):
-        if as_of is None and await _rollups_answer(conn, filters):
+        if as_of is None and await _rollup_days_match(conn, filters):
             counted, days = await _summary_counts(conn, filters, reference)
             for row in counted:
-                counts[row["dimension"]]["unknown" if row["key"] is None else row["key"]] += row[
-                    "n"
-                ]
+                dimension = _SUMMARY_SETS[row["grouping_set"]]
+                key = row[_SUMMARY_DIMENSIONS[dimension]]
+                counts[dimension]["unknown" if key is None else key] += row["n"]
             backlog = await _backlog(conn, filters, reference)
         else:
             combinations, days = await _summary_scan(conn, filters, as_of, reference)
@@ -237,35 +244,53 @@ async def _summary_scan(
 async def _summary_counts(
     conn: DbConnection, filters: Filters, reference: datetime
 ) -> tuple[Rows, Rows]:
-    """The summary's counts (dimension, key, n) and days from the rollups, less the cases
-    received after ``reference`` (a clock running ahead), which the summary leaves out."""
+    """The summary's counts per dimension and its days, without the cases received after
+    ``reference`` (a clock running ahead), which the summary leaves out.
+
+    The counts are folded in the database from every combination of the dimensions that
+    occurs, a few thousand at most: over every day the rollup's combinations less the
+    cases received later; over a range of days, the cases' combinations counted from an
+    index. The days come from the rollup of days either way, a row per day and branch."""
     params: list[Any] = []
-    scope = filters.scope(params, "r")
-    later = f"""FROM cases c WHERE {filters.where(params)}
-                  AND c.received_at > {_bind(params, reference)}"""
-    dimensions = ", ".join(
-        f"('{dimension}', {column})" for dimension, column in _SUMMARY_DIMENSIONS.items()
-    )
+    where = filters.where(params)
+    moment = _bind(params, reference)
+    if filters.all_time:
+        combinations = f"""
+            SELECT status AS status_then, category, branch_id, pack, department, channel,
+                   cases AS n
+            FROM case_counts r WHERE {filters.scope(params, "r")}
+            UNION ALL
+            SELECT c.status, c.category, c.branch_id, c.pack, c.department, c.channel, -1
+            FROM cases c WHERE {where} AND c.received_at > {moment}"""  # noqa: S608
+    else:
+        combinations = f"""
+            SELECT c.status AS status_then, c.category, c.branch_id, c.pack, c.department,
+                   c.channel, count(*) AS n
+            FROM cases c WHERE {where} AND c.received_at <= {moment}
+            GROUP BY 1, 2, 3, 4, 5, 6"""  # noqa: S608
     counted = await conn.fetch(
-        f"""SELECT d.dimension, d.key, sum(n)::integer AS n
-            FROM (
-                SELECT status AS status_then, category, branch_id, pack, department, channel,
-                       cases AS n
-                FROM case_counts r WHERE {scope}
-                UNION ALL
-                SELECT c.status, c.category, c.branch_id, c.pack, c.department, c.channel, -1
-                {later}
-            ) counts,
-            LATERAL (VALUES {dimensions}) AS d(dimension, key)
-            GROUP BY 1, 2""",  # noqa: S608
+        f"""SELECT GROUPING({_SUMMARY_COLUMNS}) AS grouping_set, {_SUMMARY_COLUMNS},
+                   sum(n)::integer AS n
+            FROM ({combinations}) combinations
+            GROUP BY GROUPING SETS ({_SUMMARY_SETS_SQL})""",  # noqa: S608
         *params,
+    )
+    params = []
+    where = filters.where(params)
+    moment = _bind(params, reference)
+    day_range = "".join(
+        f" AND r.received_day {operator} {_bind(params, day)}"
+        for operator, day in ((">=", filters.date_from), ("<=", filters.date_to))
+        if day is not None
     )
     days = await conn.fetch(
         f"""SELECT received_day, sum(n)::integer AS n
             FROM (
-                SELECT received_day, cases AS n FROM {filters.days_rollup} r WHERE {scope}
+                SELECT received_day, cases AS n FROM {filters.days_rollup} r
+                WHERE {filters.scope(params, "r")}{day_range}
                 UNION ALL
-                SELECT c.received_at::date, -1 {later}
+                SELECT c.received_at::date, -1 FROM cases c
+                WHERE {where} AND c.received_at > {moment}
             ) days
             GROUP BY received_day""",  # noqa: S608
         *params,
@@ -292,8 +317,11 @@ async def _backlog(conn: DbConnection, filters: Filters, reference: datetime) ->
 async def _rollups_answer(conn: DbConnection, filters: Filters) -> bool:
     """The rollups can answer a report with these filters: no range of days, and the
     rollups' days are those of the report's time zone."""
-    if not filters.all_time:
-        return False
+    return filters.all_time and await _rollup_days_match(conn, filters)
+
+
+async def _rollup_days_match(conn: DbConnection, filters: Filters) -> bool:
+    """The rollups' days are those of the report's time zone (its received days)."""
     return bool(await conn.fetchval("SELECT zone = $1 FROM rollup_zone", filters.timezone))
 
 
