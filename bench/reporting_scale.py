@@ -79,7 +79,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "complaint_no", "branch_id", "pack", "category", "channel", "severity", "region",
         "customer_type", "first_contact_staff", "received_at", "status", "department",
         "assignee_id", "assignee_name", "assigned_at", "updated_at", "intake_sequence", "round",
-        "closed_at", "decided_at", "first_contact_at", "not_upheld", "reopened",
+        "closed_at", "decided_at", "first_contact_at", "not_upheld", "reopened", "status_at",
     ),
     "case_status_history": (
         "event_id", "complaint_no", "sequence", "status", "event_type", "occurred_at",
@@ -648,7 +648,7 @@ def write_case(case: Complaint, events: list[Event], assignment: Assignment | No
         len(events), round_,
         closed[-1] if closed and last_type != "ComplaintReopened" else None,
         min(decided, default=None), min(contact, default=None),
-        "ComplaintNotUpheld" in times, reopened,
+        "ComplaintNotUpheld" in times, reopened, last_at,
     ))  # fmt: skip
 
 
@@ -710,6 +710,8 @@ async def grow(
         await copy_rows(conn, {"service_volumes": volumes})
         written = await load(conn, synth, Stage(loaded + 1, size - loaded, now))
         written["service_volumes"] += len(volumes)
+        # As the projections do for each batch that records compensation (migration 009).
+        await conn.execute("SELECT count_compensation(NULL)")
         seconds = time.monotonic() - started
         vacuum_started = time.monotonic()
         for table in (*COLUMNS, *ROLLUPS):
@@ -920,7 +922,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     use_stack(args)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     admin = await asyncpg.connect(args.database_url)
-    database_url = await fresh_database(admin, args.database_url, "rscale")
+    database_url = args.loaded or await fresh_database(admin, args.database_url, "rscale")
     namespace = f"rscale-{uuid.uuid4().hex[:8]}"
     await ensure_topics(args.kafka, all_topic_partitions(namespace))
     log_dir = REPO / ".local" / "bench" / f"reporting-scale-{stamp}"
@@ -942,6 +944,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     try:
         await apply_migrations(database_url, SCHEMA, MIGRATIONS)
+        if args.loaded:
+            await measure_loaded(args, env, log_dir, result)
+            return result
         synth = Synthesizer(build_world(max(args.sizes), args.days), args.days, args.seed)
         loaded = 0
         for size in sorted(args.sizes):
@@ -954,12 +959,31 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             )
             result["sizes"].append({"complaints": size, "load": loading, "service": service})
     finally:
-        if args.keep:
+        if args.keep or args.loaded:
             print(f"kept: {database_url}", flush=True)
         else:
             await admin.execute(f'DROP DATABASE "{database_url.rsplit("/", 1)[1]}" WITH (FORCE)')
         await admin.close()
     return result
+
+
+async def measure_loaded(
+    args: argparse.Namespace, env: dict[str, str], log_dir: Path, result: dict[str, Any]
+) -> None:
+    """The service measured again on a database a ``--keep`` run left (after a change to
+    the service, its migrations applied): no load figures."""
+    env = {**env, "DATABASE_URL": args.loaded}
+    conn = await asyncpg.connect(args.loaded, server_settings={"search_path": SCHEMA})
+    try:
+        size = await conn.fetchval("SELECT count(*) FROM cases")
+        for table in (*COLUMNS, *ROLLUPS):
+            await conn.execute(f"VACUUM (ANALYZE) {SCHEMA}.{table}")
+    finally:
+        await conn.close()
+    service = await measure_service(
+        env, log_dir / f"reporting-{size}.log", args, await facts(args.loaded)
+    )
+    result["sizes"].append({"complaints": size, "load": None, "service": service})
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -985,19 +1009,20 @@ def markdown(result: dict[str, Any]) -> str:
     def row(label: str, cell: Callable[[dict[str, Any]], object]) -> str:
         return f"| {label} | {' | '.join(str(cell(s)) for s in sizes)} |"
 
-    lines += [
-        row("load: ms per complaint", lambda s: s["load"]["ms_per_complaint"]),
-        row("load: complaints/s", lambda s: s["load"]["complaints_per_second"]),
-        row("service peak RSS MB", lambda s: s["service"]["peak_rss_mb"]),
-        row(
-            "projection tables MB",
-            lambda s: round(sum(s["load"]["table_bytes"].values()) / 2**20),
-        ),
-        row(
-            "case_timeline rows added",
-            lambda s: f"{s['load']['rows_added']['case_timeline']:,}",
-        ),
-    ]
+    lines.append(row("service peak RSS MB", lambda s: s["service"]["peak_rss_mb"]))
+    if all(s["load"] for s in sizes):  # not a --loaded run
+        lines += [
+            row("load: ms per complaint", lambda s: s["load"]["ms_per_complaint"]),
+            row("load: complaints/s", lambda s: s["load"]["complaints_per_second"]),
+            row(
+                "projection tables MB",
+                lambda s: round(sum(s["load"]["table_bytes"].values()) / 2**20),
+            ),
+            row(
+                "case_timeline rows added",
+                lambda s: f"{s['load']['rows_added']['case_timeline']:,}",
+            ),
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -1011,6 +1036,11 @@ def main() -> int:
     parser.add_argument("--database-url")
     parser.add_argument("--kafka")
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    parser.add_argument(
+        "--loaded",
+        metavar="DATABASE_URL",
+        help="measure a database a --keep run loaded, without loading (it is kept)",
+    )
     args = parser.parse_args()
     result = asyncio.run(run(args))
     RESULTS.mkdir(parents=True, exist_ok=True)

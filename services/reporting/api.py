@@ -151,7 +151,14 @@ class MonthlyReport(BaseModel):
     month: str
     due_by: str = Field(description="The 10th of the following month.")
     closed: int
-    rows: list[MonthlyRow]
+    rows: list[MonthlyRow] = Field(
+        description="The month's cases in the order closed (then by number): a page of "
+        "them, ``limit`` at most."
+    )
+    next_after: str | None = Field(
+        default=None,
+        description="More cases follow: pass this as ``after`` for the next page.",
+    )
     by_department: list[MonthlyDepartment]
     loss_total: float
     compensation_total: float

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime, timedelta
@@ -56,6 +57,11 @@ SUBSCRIBES_TO = ("intake", "routing", "sla", "notify")
 # Live dashboards are sent at most this often, however fast events arrive.
 STREAM_INTERVAL_SECONDS = 1.0
 STREAM_KEEPALIVE_SECONDS = 15.0
+# Cases per page of the monthly report's JSON: a whole company's month is tens of
+# thousands, more than a screen or a quick answer wants.
+MONTHLY_PAGE = 1000
+MONTHLY_PAGE_MAX = 10000
+COMPLAINT_NO = re.compile(r"\d{9,}")
 
 log = structlog.get_logger("reporting")
 
@@ -277,9 +283,17 @@ def build_app(settings: ReportingSettings) -> FastAPI:
         month: Annotated[
             str | None, Query(pattern=r"^\d{4}-\d{2}$", description="YYYY-MM; default: last month.")
         ] = None,
+        limit: Annotated[
+            int, Query(ge=1, le=MONTHLY_PAGE_MAX, description="Cases listed (JSON; CSV: all).")
+        ] = MONTHLY_PAGE,
+        after: Annotated[
+            str | None, Query(description="The previous page's next_after: the cases after it.")
+        ] = None,
         format: FormatQuery = "json",
     ) -> Any:
-        """客诉案件统计表: last month's closed cases, responsibility, loss and compensation."""
+        """客诉案件统计表: last month's closed cases, responsibility, loss and compensation.
+        The totals are the month's; the cases come a page at a time (``next_after``), and
+        all of them in the CSV file."""
         try:
             first = (
                 date.fromisoformat(f"{month}-01")
@@ -287,18 +301,12 @@ def build_app(settings: ReportingSettings) -> FastAPI:
                 else (today().replace(day=1) - timedelta(days=1)).replace(day=1)
             )
         except ValueError:
-            # Shaped as FastAPI's own 422s, which the schema promises.
-            raise RequestValidationError(
-                [
-                    {
-                        "type": "value_error",
-                        "loc": ("query", "month"),
-                        "msg": f"month {month!r} is not a month",
-                        "input": month,
-                    }
-                ]
-            ) from None
-        report = await read(request, lambda c: reports.monthly(c, scope, first))
+            raise _query_error("month", month, f"month {month!r} is not a month") from None
+        page = reports.MonthlyPage(
+            limit=limit if format == "json" else None,
+            after=None if after is None else _monthly_after(after),
+        )
+        report = await read(request, lambda c: reports.monthly(c, scope, first, page))
         return answer(report, format, f"monthly-{first:%Y-%m}")
 
     @app.get("/v1/reports/late-cases", response_model=list[LateCase], responses=csv_responses)
@@ -363,7 +371,7 @@ def build_app(settings: ReportingSettings) -> FastAPI:
     )
     async def get_case(
         request: Request,
-        complaint_no: Annotated[str, PathParam(pattern=r"^\d{9,}$")],
+        complaint_no: Annotated[str, PathParam(pattern=f"^{COMPLAINT_NO.pattern}$")],
     ) -> CaseFile:
         case = await read(request, lambda c: queries.case_file(c, complaint_no))
         if case is None:
@@ -375,3 +383,22 @@ def build_app(settings: ReportingSettings) -> FastAPI:
 
 def create_app() -> FastAPI:
     return build_app(ReportingSettings())
+
+
+def _query_error(name: str, value: str | None, message: str) -> RequestValidationError:
+    """A query parameter refused, shaped as FastAPI's own 422s, which the schema promises."""
+    return RequestValidationError(
+        [{"type": "value_error", "loc": ("query", name), "msg": message, "input": value}]
+    )
+
+
+def _monthly_after(value: str) -> tuple[datetime, str]:
+    """A monthly report's ``next_after``: the last case listed, ``closed_at|number``."""
+    closed_at, _, complaint_no = value.partition("|")
+    try:
+        moment: datetime | None = datetime.fromisoformat(closed_at)
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None or not COMPLAINT_NO.fullmatch(complaint_no):
+        raise _query_error("after", value, f"after {value!r} is not a next_after value")
+    return moment, complaint_no

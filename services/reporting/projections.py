@@ -170,16 +170,17 @@ class _Case:
 
     The row is created by the first intake or routing event ('unknown' status until
     intake's arrive). Status and round are those of intake's latest event by sequence
-    (the first of equals); the complaint's details are the last ComplaintReceived's; the
-    assignment is the latest by time (the last of equals), so a late-arriving older one
-    changes nothing; first contact and decision are the earliest (LEAST ignores NULL);
-    closing is the last of the ComplaintClosed and ComplaintReopened events, which intake
-    emits in order.
+    (the first of equals), status_at its time; the complaint's details are the last
+    ComplaintReceived's; the assignment is the latest by time (the last of equals), so a
+    late-arriving older one changes nothing; first contact and decision are the earliest
+    (LEAST ignores NULL); closing is the last of the ComplaintClosed and ComplaintReopened
+    events, which intake emits in order.
     """
 
     branch_id: str
     sequence: int = 0
     status: str = "unknown"
+    status_at: datetime | None = None
     round: int = 1
     received: ComplaintReceived | None = None
     assigned: ComplaintAssigned | None = None
@@ -215,6 +216,7 @@ class _Case:
             self.not_upheld,
             self.closed_at,
             self.reopened,
+            self.status_at,
         )
 
 
@@ -225,16 +227,19 @@ _UPSERT_CASES = """
 INSERT INTO cases AS c (complaint_no, branch_id, status, round, intake_sequence, pack,
     category, channel, severity, region, customer_type, first_contact_staff, received_at,
     department, assignee_id, assignee_name, assigned_at, first_contact_at, decided_at,
-    not_upheld, closed_at, reopened)
+    not_upheld, closed_at, reopened, status_at)
 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::int[], $6::text[],
     $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[],
     $13::timestamptz[], $14::text[], $15::text[], $16::text[], $17::timestamptz[],
-    $18::timestamptz[], $19::timestamptz[], $20::bool[], $21::timestamptz[], $22::int[])
+    $18::timestamptz[], $19::timestamptz[], $20::bool[], $21::timestamptz[], $22::int[],
+    $23::timestamptz[])
 ON CONFLICT (complaint_no) DO UPDATE SET
     status = CASE WHEN c.intake_sequence < EXCLUDED.intake_sequence
                   THEN EXCLUDED.status ELSE c.status END,
     round = CASE WHEN c.intake_sequence < EXCLUDED.intake_sequence
                  THEN EXCLUDED.round ELSE c.round END,
+    status_at = CASE WHEN c.intake_sequence < EXCLUDED.intake_sequence
+                     THEN EXCLUDED.status_at ELSE c.status_at END,
     updated_at = CASE WHEN c.intake_sequence < EXCLUDED.intake_sequence
                       THEN now() ELSE c.updated_at END,
     intake_sequence = GREATEST(c.intake_sequence, EXCLUDED.intake_sequence),
@@ -526,6 +531,7 @@ class _Rows:
         case = self._case(event)
         if case.sequence < event.sequence:
             case.sequence, case.status, case.round = event.sequence, event.status.value, event.round
+            case.status_at = event.occurred_at
         self.rows[_STATUS_HISTORY].append(
             (
                 event.event_id,
@@ -642,6 +648,9 @@ class _Rows:
         await _execute(conn, _UPSERT_SERVICE_VOLUMES, self.service_volumes_columns)
         for table, rows in self.rows.items():
             await table.write(conn, rows)
+        if compensated := {row[1] for row in self.rows[_COMPENSATION]}:
+            # After the cases' rows: the totals land on them (migration 009).
+            await conn.execute("SELECT count_compensation($1)", sorted(compensated))
 
     async def _write_clocks(self, conn: DbConnection) -> None:
         created: set[uuid.UUID] = set()

@@ -213,13 +213,16 @@ async def _summary_scan(
     moment = _bind(params, reference)
     ages = _ages(params, reference)
     # The status at ``moment``: intake's latest event then (its sequence orders them).
-    # A join, not a subquery in the select list, which would run once per mention.
+    # A case whose status has not changed since (status_at) has it still; only the others
+    # are looked up: the condition on c alone gates the lookup, it is not a filter after
+    # it. A join, not a subquery in the select list, which would run once per mention.
     status, history = "c.status", ""
     if as_of is not None:
-        status = "h.status"
+        status = f"CASE WHEN c.status_at <= {moment} THEN c.status ELSE h.status END"
         history = f"""LEFT JOIN LATERAL (
                 SELECT h.status FROM case_status_history h
-                WHERE h.complaint_no = c.complaint_no AND h.occurred_at <= {moment}
+                WHERE (c.status_at <= {moment}) IS NOT TRUE
+                  AND h.complaint_no = c.complaint_no AND h.occurred_at <= {moment}
                 ORDER BY h.sequence DESC LIMIT 1
             ) h ON true"""  # noqa: S608 -- moment is a parameter
     # One pass over the cases, two grouping sets: every combination of the dimensions
@@ -881,52 +884,83 @@ async def weekly(conn: DbConnection, filters: Filters, week_start: date) -> Week
     )
 
 
-async def monthly(conn: DbConnection, filters: Filters, month: date) -> MonthlyReport:
+_RESPONSIBLE = "coalesce(c.responsible_department, 'unattributed')"
+
+
+@dataclass(frozen=True)
+class MonthlyPage:
+    """Which of the month's cases a monthly report lists: ``limit`` of them, those after
+    ``after`` (closed_at, complaint_no: the report's order) when given; None: all."""
+
+    limit: int | None = None
+    after: tuple[datetime, str] | None = None
+
+
+async def monthly(
+    conn: DbConnection, filters: Filters, month: date, page: MonthlyPage | None = None
+) -> MonthlyReport:
     """客诉案件统计表 (000 第二篇 9(九), 9(六)): the month's closed cases, who was
-    responsible, and what they cost; due by the 10th of the next month."""
+    responsible, and what they cost; due by the 10th of the next month. The totals count
+    every case of the month; the rows are one ``page`` of them."""
+    page = page or MonthlyPage()
     first = month.replace(day=1)
     following = (first + timedelta(days=32)).replace(day=1)
     params: list[Any] = []
     where = filters.where(params)
     closed = filters.days_between("c.closed_at", first, following - timedelta(days=1), params)
+    cases = f"{where} AND c.status = 'closed' AND {' AND '.join(closed)}"
     async with _reading(conn, filters):
-        rows = await conn.fetch(
-            f"""SELECT c.complaint_no, c.branch_id, c.category, c.closed_at,
-                       m.responsible_department, m.share::float8 AS share,
-                       coalesce(m.loss, 0)::float8 AS loss,
-                       coalesce(m.compensation, 0)::float8 AS compensation,
-                       coalesce(m.currency, 'CNY') AS currency
-                FROM cases c
-                LEFT JOIN LATERAL (
-                    SELECT responsible_department, share, currency,
-                           sum(loss) OVER () AS loss, sum(compensation) OVER () AS compensation
-                    FROM case_compensation x WHERE x.complaint_no = c.complaint_no
-                    ORDER BY occurred_at DESC LIMIT 1
-                ) m ON true
-                WHERE {where} AND c.status = 'closed' AND {" AND ".join(closed)}
-                ORDER BY c.closed_at, c.complaint_no""",  # noqa: S608
+        # Each case's compensation is on its row (migration 009): one index range.
+        totals = await conn.fetch(
+            f"""SELECT GROUPING({_RESPONSIBLE}) = 1 AS is_total, {_RESPONSIBLE} AS department,
+                       count(*) AS cases, coalesce(sum(c.loss), 0)::float8 AS loss,
+                       coalesce(sum(c.compensation), 0)::float8 AS compensation
+                FROM cases c WHERE {cases}
+                GROUP BY GROUPING SETS (({_RESPONSIBLE}), ())""",  # noqa: S608
             *params,
         )
-    report_rows = [MonthlyRow(**dict(row)) for row in rows]
-    departments: dict[str, MonthlyDepartment] = {}
-    for row in report_rows:
-        name = row.responsible_department or "unattributed"
-        entry = departments.setdefault(
-            name, MonthlyDepartment(department=name, cases=0, ratio=0, loss=0, compensation=0)
+        listed = cases
+        if page.after is not None:
+            after_at, after_no = (_bind(params, value) for value in page.after)
+            listed += f" AND (c.closed_at, c.complaint_no) > ({after_at}, {after_no})"
+        limit = "" if page.limit is None else f"LIMIT {_bind(params, page.limit + 1)}"
+        rows = await conn.fetch(
+            f"""SELECT c.complaint_no, c.branch_id, c.category, c.closed_at,
+                       c.responsible_department, c.share::float8 AS share,
+                       coalesce(c.loss, 0)::float8 AS loss,
+                       coalesce(c.compensation, 0)::float8 AS compensation,
+                       coalesce(c.currency, 'CNY') AS currency
+                FROM cases c WHERE {listed}
+                ORDER BY c.closed_at, c.complaint_no {limit}""",  # noqa: S608
+            *params,
         )
-        entry.cases += 1
-        entry.loss = round(entry.loss + row.loss, 2)
-        entry.compensation = round(entry.compensation + row.compensation, 2)
-    for entry in departments.values():
-        entry.ratio = round(entry.cases / len(report_rows), 4)
+    more = page.limit is not None and len(rows) > page.limit
+    report_rows = [MonthlyRow(**dict(row)) for row in rows[: page.limit]]
+    last = report_rows[-1] if more else None
+    total = next(row for row in totals if row["is_total"])
+    count = total["cases"]
     return MonthlyReport(
         month=first.strftime("%Y-%m"),
         due_by=following.replace(day=10).isoformat(),
-        closed=len(report_rows),
+        closed=count,
         rows=report_rows,
-        by_department=sorted(departments.values(), key=lambda d: (-d.cases, d.department)),
-        loss_total=round(sum(r.loss for r in report_rows), 2),
-        compensation_total=round(sum(r.compensation for r in report_rows), 2),
+        next_after=f"{last.closed_at.isoformat()}|{last.complaint_no}" if last else None,
+        by_department=sorted(
+            (
+                MonthlyDepartment(
+                    department=row["department"],
+                    cases=row["cases"],
+                    ratio=round(row["cases"] / count, 4),
+                    loss=round(row["loss"], 2),
+                    compensation=round(row["compensation"], 2),
+                )
+                for row in totals
+                if not row["is_total"]
+            ),
+            key=lambda d: (-d.cases, d.department),
+        ),
+        loss_total=round(total["loss"], 2),
+        compensation_total=round(total["compensation"], 2),
     )
 
 

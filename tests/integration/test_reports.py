@@ -276,6 +276,7 @@ async def test_every_report_equals_the_figures_from_the_raw_events(
         reports_now = await all_reports(reporting, today)
         check_against(independent, reports_now)
         await check_rollups_answer_as_the_cases_do(reporting)
+        await check_monthly_pages(reporting, reports_now["monthly"])
 
         # As it stood before any staff action.
         then = (
@@ -323,6 +324,35 @@ async def test_every_report_equals_the_figures_from_the_raw_events(
         sample = chosen[0]
         rebuilt_case = (await reporting.get(f"/v1/cases/{sample}")).json()
         assert rebuilt_case["status"] == independent.status[sample]
+
+
+async def check_monthly_pages(reporting: httpx.AsyncClient, whole: dict[str, Any]) -> None:
+    """The monthly report two cases at a time: the pages list every case once, in order,
+    each page with the whole month's totals; the CSV file lists every case."""
+    listed: list[dict[str, Any]] = []
+    after = None
+    pages = 0
+    while True:
+        params = {"month": whole["month"], "limit": 2, **({"after": after} if after else {})}
+        page = (await reporting.get("/v1/reports/monthly", params=params)).json()
+        pages += 1
+        assert len(page["rows"]) <= 2
+        for key in ("closed", "by_department", "loss_total", "compensation_total"):
+            assert page[key] == whole[key], key
+        listed += page["rows"]
+        after = page["next_after"]
+        if after is None:
+            break
+    assert pages > 2, "too few closed cases to show paging"
+    assert listed == whole["rows"]
+    assert len(listed) == whole["closed"]
+    text = (
+        await reporting.get(
+            "/v1/reports/monthly", params={"month": whole["month"], "limit": 1, "format": "csv"}
+        )
+    ).text
+    cases = [r for r in csv.DictReader(io.StringIO(text)) if r["section"] == "case"]
+    assert [r["complaint_no"] for r in cases] == [r["complaint_no"] for r in listed]
 
 
 async def check_rollups_answer_as_the_cases_do(reporting: httpx.AsyncClient) -> None:
@@ -465,6 +495,11 @@ async def test_bad_report_parameters_get_a_clear_error(
         for path, params in (
             ("/v1/reports/monthly", {"month": "2026-13"}),
             ("/v1/reports/monthly", {"month": "November"}),
+            ("/v1/reports/monthly", {"after": "yesterday|202611010001"}),
+            ("/v1/reports/monthly", {"after": "2026-11-01T08:00:00|202611010001"}),  # no zone
+            ("/v1/reports/monthly", {"after": "2026-11-01T08:00:00+00:00|HT-1"}),
+            ("/v1/reports/monthly", {"after": "2026-11-01T08:00:00+00:00"}),  # no number
+            ("/v1/reports/monthly", {"limit": "0"}),
             ("/v1/reports/daily", {"day": "yesterday"}),
             ("/v1/reports/summary", {"as_of": "soon"}),
             ("/v1/reports/summary", {"format": "xml"}),
