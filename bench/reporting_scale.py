@@ -792,6 +792,7 @@ def probes(f: Facts) -> list[Probe]:
         Probe("sla csv", "/v1/reports/sla", {"format": "csv"}),
         Probe("response-times", "/v1/reports/response-times"),
         Probe("response-times pack", "/v1/reports/response-times", {"pack": f.pack}),
+        Probe("response-times last 30 days", "/v1/reports/response-times", window),
         Probe("satisfaction", "/v1/reports/satisfaction"),
         Probe("satisfaction branch, last 30 days", "/v1/reports/satisfaction",
               {**branch, **window}),
