@@ -7,6 +7,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 from faststream import FastStream
@@ -18,6 +19,7 @@ from shared.kafka_security import KafkaSecurity
 from shared.policy import LivePacks
 from shared.runtime import service_database, start_when_reachable, watching
 from shared.settings import ServiceSettings
+from shared.watchdog import RESTART_EXIT_CODE, restart_requested, watchdog
 
 
 class PoolHolder:
@@ -58,12 +60,27 @@ def new_broker(settings: ServiceSettings, service: str) -> KafkaBroker:
 class _PatientFastStream(FastStream):
     """Starts its broker as intake and reporting do (``start_when_reachable``): a service
     started while Kafka is away waits for it instead of exiting, which left a consumer
-    restarted during a broker outage dead (found by reliability/faults.py)."""
+    restarted during a broker outage dead (found by reliability/faults.py). And, as they
+    do (``consuming``), it ends for a restart when one of its consumers stops for good
+    (shared/watchdog.py)."""
+
+    def __init__(self, broker: KafkaBroker, **options: Any) -> None:
+        super().__init__(broker, **options)
+        self._kafka = broker
 
     async def _start_broker(self) -> None:
-        for broker in self.brokers:
-            assert isinstance(broker, KafkaBroker)
-            await start_when_reachable(broker)
+        await start_when_reachable(self._kafka)
+
+    async def run(
+        self,
+        log_level: int = logging.INFO,
+        run_extra_options: dict[str, Any] | None = None,
+        sleep_time: float = 0.1,
+    ) -> None:
+        async with watchdog(self._kafka, stop=self.exit):
+            await super().run(log_level, run_extra_options, sleep_time)
+        if restart_requested():
+            raise SystemExit(RESTART_EXIT_CODE)
 
 
 def consumer_app(

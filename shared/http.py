@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 import asyncpg
 import structlog
 import uvicorn
@@ -11,6 +13,7 @@ from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.db import is_connection_error
+from shared.watchdog import exit_after_sigterm
 
 log = structlog.get_logger(__name__)
 
@@ -63,7 +66,13 @@ def serve(factory: str, host: str, port: int, workers: int = 1) -> None:
 
     With several workers, each is a process of its own sharing the port: a full instance
     with its own pool, relay and consumers. Logging stays as ``configure_logging`` set it.
+    A process whose consumer stopped for good ends with the watchdog's exit code after its
+    graceful shutdown (shared/watchdog.py); uvicorn's own workers, with several, are
+    restarted by uvicorn.
     """
+    # uvicorn puts back the handler it found once it has shut down, and raises the
+    # SIGTERM again for it.
+    signal.signal(signal.SIGTERM, exit_after_sigterm)
     uvicorn.run(
         factory,
         factory=True,

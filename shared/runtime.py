@@ -19,6 +19,7 @@ from shared.kafka_security import KafkaSecurity
 from shared.outbox import OutboxRelay
 from shared.policy import LivePacks
 from shared.settings import ServiceSettings
+from shared.watchdog import terminate_gracefully, watchdog
 
 log = structlog.get_logger(__name__)
 
@@ -89,10 +90,15 @@ async def start_when_reachable(broker: KafkaBroker, *, max_backoff: float = 5.0)
 
 @asynccontextmanager
 async def consuming(broker: KafkaBroker) -> AsyncIterator[None]:
-    """Consumers running in the background for the duration of the block."""
+    """Consumers running in the background for the duration of the block.
+
+    Should one stop for good, the process shuts down as on SIGTERM and ends for a restart
+    (shared/watchdog.py; ``shared.http.serve`` gives it the exit code).
+    """
     starting = asyncio.create_task(start_when_reachable(broker))
     try:
-        yield
+        async with watchdog(broker, stop=terminate_gracefully):
+            yield
     finally:
         starting.cancel()
         with contextlib.suppress(asyncio.CancelledError):
