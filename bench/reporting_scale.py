@@ -710,8 +710,10 @@ async def grow(
         await copy_rows(conn, {"service_volumes": volumes})
         written = await load(conn, synth, Stage(loaded + 1, size - loaded, now))
         written["service_volumes"] += len(volumes)
-        # As the projections do for each batch that records compensation (migration 009).
+        # As the projections do for each batch that records compensation or changes clocks
+        # (migrations 009 and 011).
         await conn.execute("SELECT count_compensation(NULL)")
+        await conn.execute("SELECT count_breaches(NULL)")
         seconds = time.monotonic() - started
         vacuum_started = time.monotonic()
         for table in (*COLUMNS, *ROLLUPS):

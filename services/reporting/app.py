@@ -8,6 +8,7 @@ import contextlib
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
@@ -35,7 +36,7 @@ from services.reporting.api import (
     Summary,
     WeeklyReport,
 )
-from services.reporting.csv_export import rows_of, to_csv
+from services.reporting.csv_export import monthly_csv, rows_of, to_csv
 from services.reporting.projections import CHANGED_CHANNEL, SWAP_LOCK, apply_events
 from services.reporting.reports import Filters
 from services.reporting.settings import ReportingSettings
@@ -186,10 +187,11 @@ def build_app(settings: ReportingSettings) -> FastAPI:
             return await query(conn)
 
     def answer(report: Any, fmt: Format, name: str) -> Any:
-        if fmt == "json":
-            return report
+        return report if fmt == "json" else csv_file(to_csv(rows_of(report)), name)
+
+    def csv_file(text: str, name: str) -> PlainTextResponse:
         return PlainTextResponse(
-            to_csv(rows_of(report)),
+            text,
             media_type="text/csv; charset=utf-8",
             headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
         )
@@ -302,12 +304,15 @@ def build_app(settings: ReportingSettings) -> FastAPI:
             )
         except ValueError:
             raise _query_error("month", month, f"month {month!r} is not a month") from None
-        page = reports.MonthlyPage(
-            limit=limit if format == "json" else None,
-            after=None if after is None else _monthly_after(after),
-        )
-        report = await read(request, lambda c: reports.monthly(c, scope, first, page))
-        return answer(report, format, f"monthly-{first:%Y-%m}")
+        name = f"monthly-{first:%Y-%m}"
+        page = reports.MonthlyPage(after=None if after is None else _monthly_after(after))
+        if format == "csv":
+            report, cases = await read(
+                request, lambda c: reports.monthly_records(c, scope, first, page)
+            )
+            return csv_file(monthly_csv(report, cases), name)
+        page = replace(page, limit=limit)
+        return await read(request, lambda c: reports.monthly(c, scope, first, page))
 
     @app.get("/v1/reports/late-cases", response_model=list[LateCase], responses=csv_responses)
     async def get_late_cases(

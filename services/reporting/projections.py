@@ -669,6 +669,10 @@ class _Rows:
             _UPDATE_CLOCKS,
             _columns([change.row(clock_id) for clock_id, change in changes.items()]),
         )
+        if changed := {event.complaint_no for _, event in self.clock_changes}:
+            # Only a change makes or unmakes a breach (a clock starts running): the cases'
+            # earliest breached clocks follow their clocks (migration 011).
+            await conn.execute("SELECT count_breaches($1)", sorted(changed))
 
 
 _Step = Callable[[_Rows, int, Any], None]
