@@ -19,6 +19,7 @@ from shared.kafka_security import KafkaSecurity
 from shared.outbox import OutboxRelay
 from shared.policy import LivePacks
 from shared.settings import ServiceSettings
+from shared.tasks import in_background
 from shared.watchdog import terminate_gracefully, watchdog
 
 log = structlog.get_logger(__name__)
@@ -112,10 +113,5 @@ async def watching(packs: LivePacks | None) -> AsyncIterator[None]:
     if packs is None:
         yield
         return
-    task = asyncio.create_task(packs.watch())
-    try:
+    async with in_background(packs.watch()):
         yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task

@@ -15,7 +15,6 @@ successor, which the inbox makes harmless.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import threading
@@ -26,6 +25,8 @@ from types import FrameType
 from typing import Any, Protocol, runtime_checkable
 
 import structlog
+
+from shared.tasks import in_background
 
 log = structlog.get_logger(__name__)
 
@@ -133,13 +134,8 @@ async def watchdog(
     """The broker's consumers watched while the block runs; should one stop for good,
     ``stop`` starts the process's graceful shutdown and ``end_for_restart`` sees to the
     rest."""
-    task = asyncio.create_task(watch_consumers(broker, lambda: end_for_restart(stop), every=every))
-    try:
+    async with in_background(watch_consumers(broker, lambda: end_for_restart(stop), every=every)):
         yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 _restart = threading.Event()
