@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -62,12 +63,23 @@ async def service_database(
             security=KafkaSecurity.from_settings(settings),
         )
         relay.start()
+    settle_heap()
     try:
         yield pool
     finally:
+        gc.unfreeze()  # a service started and stopped inside a test run leaves nothing kept
         if relay is not None:
             await relay.stop()
         await pool.close()
+
+
+def settle_heap() -> None:
+    """Once a service has started, what it has built (modules, models, its app) lives as
+    long as the process: moved out of the garbage collector's generations, it is no longer
+    walked by every full collection. Those walks took 30 ms at a time in reporting, once
+    every dozen reports: the p99 of its fast reports (docs/performance.md)."""
+    gc.collect()
+    gc.freeze()
 
 
 async def start_when_reachable(broker: KafkaBroker, *, max_backoff: float = 5.0) -> None:
