@@ -480,92 +480,105 @@ _CLOSED_CASES = "c.closed_at IS NOT NULL"
 
 
 async def response_times(conn: DbConnection, filters: Filters) -> ResponseTimes:
+    """Both measures on one connection; the API reads each on a connection of its own at
+    the same time (they are independent: a transaction each either way)."""
+    return ResponseTimes(
+        first_contact=await first_contact_times(conn, filters),
+        to_close_by_category=await close_times(conn, filters),
+    )
+
+
+async def first_contact_times(conn: DbConnection, filters: Filters) -> Percentiles:
+    """Assignment to first contact with the customer. Over every day, from the counts per
+    duration bucket of the rollups and, of each percentile, the two values it lies
+    between, read from the index of the durations (``cases_first_contact_time``) at their
+    rank within their bucket; over a range of days, from the cases."""
     async with _reading(conn, filters):
-        if await _rollups_answer(conn, filters):
-            return await _response_times_from_buckets(conn, filters)
-        params: list[Any] = []
-        where = filters.where(params)
-        contact = await conn.fetchrow(
-            f"""SELECT {_PERCENTILES} FROM (
-                    SELECT extract(epoch FROM {_FIRST_CONTACT}) AS seconds,
-                           {_HOURS.format(_FIRST_CONTACT)} AS x
-                    FROM cases c WHERE {where} AND {_FIRST_CONTACT_CASES_IN_RANGE}
-                ) t""",  # noqa: S608
-            *params,
-        )
-        to_close = await conn.fetch(
-            f"""SELECT category, {_PERCENTILES} FROM (
-                    SELECT coalesce(c.category, 'unknown') AS category,
-                           extract(epoch FROM {_TO_CLOSE}) AS seconds,
-                           {_HOURS.format(_TO_CLOSE)} AS x
-                    FROM cases c WHERE {where} AND {_CLOSED_CASES}
-                ) t GROUP BY category ORDER BY category""",  # noqa: S608
-            *params,
-        )
-    return ResponseTimes(
-        first_contact=_percentiles(contact),
-        to_close_by_category={row["category"]: _percentiles(row) for row in to_close},
-    )
+        if not await _rollups_answer(conn, filters):
+            params: list[Any] = []
+            where = filters.where(params)
+            return _percentiles(
+                await conn.fetchrow(
+                    f"""SELECT {_PERCENTILES} FROM (
+                            SELECT extract(epoch FROM {_FIRST_CONTACT}) AS seconds,
+                                   {_HOURS.format(_FIRST_CONTACT)} AS x
+                            FROM cases c WHERE {where} AND {_FIRST_CONTACT_CASES_IN_RANGE}
+                        ) t""",  # noqa: S608
+                    *params,
+                )
+            )
+        params = []
+        scope = filters.scope(params, "r")
+        # The sum of seconds in a query of its own: a numeric per bucket would cost more
+        # to add up and send than everything else.
+        histogram = percentiles.histograms(
+            await conn.fetch(
+                f"""SELECT false AS is_total, bucket, sum(cases) AS n, NULL::numeric AS seconds
+                    FROM first_contact_times r WHERE {scope} GROUP BY bucket
+                    UNION ALL
+                    SELECT true, NULL, NULL, sum(seconds) FROM first_contact_times r
+                    WHERE {scope}
+                    ORDER BY bucket""",  # noqa: S608
+                *params,
+            )
+        ).get("", percentiles.Histogram())
+        values = await _ranked(conn, filters, _FIRST_CONTACT, _FIRST_CONTACT_CASES, {"": histogram})
+    return _figures(histogram, values.get("", {}))
 
 
-async def _response_times_from_buckets(conn: DbConnection, filters: Filters) -> ResponseTimes:
-    """The counts per duration bucket from the rollups; of each percentile, the two values
-    it lies between, read from the index of the durations (``cases_first_contact_time``,
-    ``cases_close_time``) at their rank within their bucket."""
-    params: list[Any] = []
-    scope = filters.scope(params, "r")
-    # The sums of seconds per measure (and category) only, in a query of their own: a
-    # numeric per bucket would cost more to add up and send than everything else.
-    contact = percentiles.histograms(
-        await conn.fetch(
-            f"""SELECT false AS is_total, bucket, sum(cases) AS n, NULL::numeric AS seconds
-                FROM first_contact_times r WHERE {scope} GROUP BY bucket
-                UNION ALL
-                SELECT true, NULL, NULL, sum(seconds) FROM first_contact_times r WHERE {scope}
-                ORDER BY bucket""",  # noqa: S608
-            *params,
+async def close_times(conn: DbConnection, filters: Filters) -> dict[str, Percentiles]:
+    """Receipt to closing, by category: as ``first_contact_times`` (``close_times``,
+    ``cases_close_time``)."""
+    async with _reading(conn, filters):
+        if not await _rollups_answer(conn, filters):
+            params: list[Any] = []
+            where = filters.where(params)
+            rows = await conn.fetch(
+                f"""SELECT category, {_PERCENTILES} FROM (
+                        SELECT coalesce(c.category, 'unknown') AS category,
+                               extract(epoch FROM {_TO_CLOSE}) AS seconds,
+                               {_HOURS.format(_TO_CLOSE)} AS x
+                        FROM cases c WHERE {where} AND {_CLOSED_CASES}
+                    ) t GROUP BY category ORDER BY category""",  # noqa: S608
+                *params,
+            )
+            return {row["category"]: _percentiles(row) for row in rows}
+        params = []
+        scope = filters.scope(params, "r")
+        histograms = percentiles.histograms(
+            await conn.fetch(
+                f"""SELECT false AS is_total, category, bucket, sum(cases) AS n,
+                           NULL::numeric AS seconds
+                    FROM close_times r WHERE {scope} GROUP BY category, bucket
+                    UNION ALL
+                    SELECT true, category, NULL, NULL, sum(seconds)
+                    FROM close_times r WHERE {scope} GROUP BY category
+                    ORDER BY category, bucket""",  # noqa: S608
+                *params,
+            ),
+            key="category",
         )
-    ).get("", percentiles.Histogram())
-    to_close = percentiles.histograms(
-        await conn.fetch(
-            f"""SELECT false AS is_total, category, bucket, sum(cases) AS n,
-                       NULL::numeric AS seconds
-                FROM close_times r WHERE {scope} GROUP BY category, bucket
-                UNION ALL
-                SELECT true, category, NULL, NULL, sum(seconds)
-                FROM close_times r WHERE {scope} GROUP BY category
-                ORDER BY category, bucket""",  # noqa: S608
-            *params,
-        ),
-        key="category",
-    )
-    contact_values = await _ranked(
-        conn, filters, _FIRST_CONTACT, _FIRST_CONTACT_CASES, {"": contact}
-    )
-    close_values = await _ranked(
-        conn,
-        filters,
-        _TO_CLOSE,
-        f"{_CLOSED_CASES} AND coalesce(c.category, 'unknown') = r.key",
-        to_close,
-    )
-
-    def figures(histogram: percentiles.Histogram, values: _Pairs) -> Percentiles:
-        p50, p90, p95 = histogram.percentiles(values)
-        return Percentiles(
-            count=histogram.count,
-            mean_hours=percentiles.mean_hours(histogram.seconds, histogram.count),
-            p50_hours=_hours(p50),
-            p90_hours=_hours(p90),
-            p95_hours=_hours(p95),
+        values = await _ranked(
+            conn,
+            filters,
+            _TO_CLOSE,
+            f"{_CLOSED_CASES} AND coalesce(c.category, 'unknown') = r.key",
+            histograms,
         )
+    return {
+        category: _figures(histogram, values.get(category, {}))
+        for category, histogram in histograms.items()
+    }
 
-    return ResponseTimes(
-        first_contact=figures(contact, contact_values.get("", {})),
-        to_close_by_category={
-            category: figures(histogram, close_values.get(category, {}))
-            for category, histogram in to_close.items()
-        },
+
+def _figures(histogram: percentiles.Histogram, values: _Pairs) -> Percentiles:
+    p50, p90, p95 = histogram.percentiles(values)
+    return Percentiles(
+        count=histogram.count,
+        mean_hours=percentiles.mean_hours(histogram.seconds, histogram.count),
+        p50_hours=_hours(p50),
+        p90_hours=_hours(p90),
+        p95_hours=_hours(p95),
     )
 
 
