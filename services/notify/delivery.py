@@ -14,6 +14,10 @@ ended (see channels/base.py):
   under the same idempotency key where the provider de-duplicates (the generic gateway,
   webhooks), resends an e-mail whose data never left, and reports an e-mail whose data
   left without a reply ``unconfirmed`` for a person to check.
+
+An outcome the sender knows is worth recording even while the database is away: the
+reconciler could only guess it (an e-mail whose reply came would be reported
+unconfirmed). So it is written again, with backoff, for up to a lease.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -31,7 +36,7 @@ from email.message import Message
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from email.utils import formataddr, make_msgid, parseaddr
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import structlog
@@ -60,12 +65,19 @@ from shared.contracts import (
     NotificationSent,
     NotificationUnconfirmed,
 )
-from shared.db import DbConnection
+from shared.db import DbConnection, is_connection_error
 from shared.group_commit import GroupCommit
 from shared.outbox import enqueue
 
 BATCH = 100
+# Where a sender holds the row: what its lease covers, and what its outcome moves from.
+LEASED = ("sending", "handing_over")
+# Backoff while recording an outcome waits for the database: the first retries come
+# quickly (a dropped connection is replaced at once), later ones every ~2 s at most.
+RECORD_RETRY_BASE = 0.1
+RECORD_RETRY_CAP = 2.0
 log = structlog.get_logger("notify.delivery")
+T = TypeVar("T")
 
 
 def _room(limiter: AsyncLimiter, most: int) -> int:
@@ -131,7 +143,12 @@ class DeliveryWorker:
                     await loop
             # Sends already handed to a provider finish and record their outcome.
             if self._in_flight:
-                await asyncio.wait(self._in_flight, timeout=self._settings.lease_seconds)
+                _, late = await asyncio.wait(self._in_flight, timeout=self._settings.lease_seconds)
+                # Still at it after a lease (the database away): their rows are the
+                # reconciler's, as after a crash, and nothing may wait on a closed commit.
+                for task in late:
+                    task.cancel()
+                await asyncio.gather(*late, return_exceptions=True)
             await self._outcomes.close()
             with contextlib.suppress(Exception):
                 await listener.remove_listener(WAKE_CHANNEL, self._on_wake)
@@ -182,6 +199,21 @@ class DeliveryWorker:
             complaint_no=n.complaint_no, correlation_id=n.correlation_id
         )
         try:
+            await self._attempt(n)
+        except Exception:
+            # Nobody awaits a send's task, so this is the last place to hear of it. The
+            # outcome is not recorded (the database stayed away for a lease, or a bug):
+            # the row keeps its status and lease, and the reconciler settles it.
+            log.exception(
+                "send outcome not recorded; left to the reconciler",
+                notification_id=str(n.notification_id),
+                channel=n.channel,
+            )
+        finally:
+            structlog.contextvars.unbind_contextvars("complaint_no", "correlation_id")
+
+    async def _attempt(self, n: Notification) -> None:
+        try:
             async with self._limits[n.channel]:
                 provider, provider_id = await self._hand_over(n)
         except LeaseLostError:
@@ -189,7 +221,7 @@ class DeliveryWorker:
             # has not gone, and the reconciler's decision stands.
             log.warning("lease lost before the e-mail data went; not sent by this attempt")
         except RejectedError as exc:
-            await self._fail(n, str(exc), dead=False)
+            await self._fail(n, str(exc), dead=False, from_statuses=LEASED)
         except NotSentError as exc:
             await self._retry_or_bury(n, str(exc))
         except OutcomeUnknownError as exc:
@@ -199,9 +231,7 @@ class DeliveryWorker:
             log.exception("send crashed", notification_id=str(n.notification_id))
             await self._after_unknown(n, f"{type(exc).__name__}: {exc}")
         else:
-            await self._sent(n, provider, provider_id, from_statuses=("sending", "handing_over"))
-        finally:
-            structlog.contextvars.unbind_contextvars("complaint_no", "correlation_id")
+            await self._sent(n, provider, provider_id, from_statuses=LEASED)
 
     async def _hand_over(self, n: Notification) -> tuple[str, str | None]:
         if n.channel == "email":
@@ -213,6 +243,7 @@ class DeliveryWorker:
                         n.notification_id,
                         from_statuses=("sending",),
                         to_status="handing_over",
+                        attempt=n.attempts,
                     ):
                         raise LeaseLostError
 
@@ -285,8 +316,15 @@ class DeliveryWorker:
         }
 
     async def _record(self, n: Notification, event: NotificationEvent | None, **move: Any) -> bool:
+        """Move the row (conditionally: ``move`` names the statuses it may leave, and it
+        must still be on ``n``'s attempt) and enqueue ``event``, in one transaction."""
+
+        tries = 0
+
         async def unit(conn: DbConnection) -> bool:
-            moved = await store.move(conn, n.notification_id, **move)
+            nonlocal tries
+            tries += 1
+            moved = await store.move(conn, n.notification_id, attempt=n.attempts, **move)
             if moved and event is not None:
                 await enqueue(conn, self._topic, event)
             return moved
@@ -295,10 +333,48 @@ class DeliveryWorker:
             async with self._pool.acquire() as conn, conn.transaction():
                 return await unit(conn)
 
-        moved = await self._outcomes.run(unit, alone)
+        moved = await self._patiently(lambda: self._outcomes.run(unit, alone), move["to_status"])
         if not moved:
-            log.warning("outcome not recorded: the row moved on", to_status=move["to_status"])
+            # After a try whose connection broke, the row may have "moved on" by that very
+            # try: its commit went through and only the reply was lost.
+            log.warning(
+                "outcome not recorded: the row moved on", to_status=move["to_status"], tries=tries
+            )
         return moved
+
+    async def _patiently(self, record: Callable[[], Awaitable[T]], to_status: str) -> T:
+        """``record()``, run again with backoff while the database cannot be reached, for
+        up to a lease. Past that the reconciler decides; a write of ours that lands even
+        later is refused or agrees with it, the move being conditional. A lost commit
+        reply that hid a commit is harmless too: the second run finds the row moved."""
+        give_up = time.monotonic() + self._settings.lease_seconds
+        retries = 0
+        while True:
+            try:
+                result = await record()
+            except Exception as exc:
+                left = give_up - time.monotonic()
+                if not is_connection_error(exc) or left <= 0:
+                    raise
+                if retries == 0:
+                    log.warning(
+                        "database unreachable; recording the outcome again until it answers",
+                        to_status=to_status,
+                        error=repr(exc),
+                    )
+                retries += 1
+                wait = retry_delay(
+                    retries, base=RECORD_RETRY_BASE, cap=RECORD_RETRY_CAP, rng=self._rng
+                )
+                await asyncio.sleep(min(wait, left))
+                continue
+            if retries:
+                log.info(
+                    "outcome recorded once the database answered",
+                    to_status=to_status,
+                    retries=retries,
+                )
+            return result
 
     async def _sent(
         self,
@@ -336,7 +412,9 @@ class DeliveryWorker:
         ):
             log.info("notification sent", channel=n.channel, template=n.template)
 
-    async def _fail(self, n: Notification, reason: str, *, dead: bool) -> None:
+    async def _fail(
+        self, n: Notification, reason: str, *, dead: bool, from_statuses: tuple[str, ...]
+    ) -> None:
         event = NotificationFailed(
             event_type=NotificationFailed.EVENT_TYPE,
             **self._envelope(n, "dead" if dead else "failed"),
@@ -344,25 +422,26 @@ class DeliveryWorker:
             attempts=max(n.attempts, 1),
             dead_lettered=dead,
         )
-        await self._record(
+        if await self._record(
             n,
             event,
-            from_statuses=("sending", "handing_over"),
+            from_statuses=from_statuses,
             to_status="dead" if dead else "failed",
             last_error=reason[:500],
             lease_until=None,
-        )
-        log.warning(
-            "notification dead-lettered" if dead else "notification refused",
-            channel=n.channel,
-            template=n.template,
-            attempts=n.attempts,
-            error=reason[:200],
-        )
+        ):
+            log.warning(
+                "notification dead-lettered" if dead else "notification refused",
+                channel=n.channel,
+                template=n.template,
+                attempts=n.attempts,
+                error=reason[:200],
+            )
 
     async def _retry_or_bury(self, n: Notification, reason: str) -> None:
         if n.attempts >= self._settings.send_attempts:
-            await self._fail(n, f"gave up after {n.attempts} attempts: {reason}", dead=True)
+            reason = f"gave up after {n.attempts} attempts: {reason}"
+            await self._fail(n, reason, dead=True, from_statuses=LEASED)
             return
         wait = retry_delay(
             n.attempts,
@@ -373,7 +452,7 @@ class DeliveryWorker:
         await self._record(
             n,
             None,
-            from_statuses=("sending", "handing_over"),
+            from_statuses=LEASED,
             to_status="queued",
             not_before=datetime.now(UTC) + timedelta(seconds=wait),
             last_error=reason[:500],
@@ -386,10 +465,12 @@ class DeliveryWorker:
             await conn.execute(
                 """UPDATE notifications
                    SET lease_until = now() + make_interval(secs => $2), last_error = $3
-                   WHERE notification_id = $1 AND status IN ('sending', 'handing_over')""",
+                   WHERE notification_id = $1 AND status IN ('sending', 'handing_over')
+                     AND attempts = $4""",
                 n.notification_id,
                 self._settings.reconcile_after_seconds,
                 reason[:500],
+                n.attempts,
             )
         log.warning("send outcome unknown; will reconcile", channel=n.channel, error=reason[:200])
 
@@ -407,21 +488,27 @@ class DeliveryWorker:
 
     async def _reconcile_one(self, n: Notification) -> None:
         status = await self._status_of(n.notification_id)
+        if status not in LEASED:
+            return  # the sender recorded its outcome after the claim: nothing to settle
+        # Every decision below is recorded only from the status it was made on (and on
+        # the same attempt): a sender that resumes meanwhile keeps its row. Were "sending"
+        # requeued from "handing_over" too, an e-mail whose data had just started going
+        # out would be sent again (RELIABILITY.md, finding 5).
         if n.channel == "email":
             if status == "sending":  # the data never left: nothing was delivered
-                await self._requeue(n, "interrupted before the message data was sent")
+                await self._requeue(n, "interrupted before the message data was sent", status)
             else:
-                await self._unconfirmed(n)
+                await self._unconfirmed(n, status)
             return
         if n.channel == "webhook" or not self._channels.sms.can_look_up:
             if n.channel == "webhook" or self._channels.sms.deduplicates:
                 # The receiver drops a second request with the same idempotency key.
-                await self._requeue(n, "outcome unknown; resending under the same key")
+                await self._requeue(n, "outcome unknown; resending under the same key", status)
             else:
-                await self._unconfirmed(n)
+                await self._unconfirmed(n, status)
             return
         found = await self._channels.sms.lookup(self._sms(n), n.provider_message_id)
-        await self._settle(n, found)
+        await self._settle(n, found, status)
 
     async def _status_of(self, notification_id: uuid.UUID) -> str:
         async with self._pool.acquire() as conn:
@@ -430,34 +517,37 @@ class DeliveryWorker:
             )
         return status
 
-    async def _settle(self, n: Notification, found: Lookup) -> None:
-        """What the provider says of a message whose send ended without an answer."""
-        leased = ("sending", "handing_over")
+    async def _settle(self, n: Notification, found: Lookup, status: str) -> None:
+        """What the provider says of a message whose send ended without an answer, the
+        row read in ``status``."""
         if found.state is ProviderState.NOT_FOUND:
-            await self._requeue(n, "the provider never took it")
+            await self._requeue(n, "the provider never took it", status)
         elif found.state is ProviderState.FAILED:
-            await self._fail(n, f"the provider could not deliver it: {found.detail}", dead=False)
+            reason = f"the provider could not deliver it: {found.detail}"
+            await self._fail(n, reason, dead=False, from_statuses=(status,))
         else:
-            await self._sent(n, self._channels.sms.name, found.provider_id, from_statuses=leased)
+            provider = self._channels.sms.name
+            await self._sent(n, provider, found.provider_id, from_statuses=(status,))
             if found.state is ProviderState.DELIVERED:
                 await self._delivered(n)
 
-    async def _requeue(self, n: Notification, reason: str) -> None:
+    async def _requeue(self, n: Notification, reason: str, status: str) -> None:
         if n.attempts >= self._settings.send_attempts:
-            await self._fail(n, f"gave up after {n.attempts} attempts: {reason}", dead=True)
+            reason = f"gave up after {n.attempts} attempts: {reason}"
+            await self._fail(n, reason, dead=True, from_statuses=(status,))
             return
-        await self._record(
+        if await self._record(
             n,
             None,
-            from_statuses=("sending", "handing_over"),
+            from_statuses=(status,),
             to_status="queued",
             not_before=datetime.now(UTC),
             last_error=reason,
             lease_until=None,
-        )
-        log.info("reconciled: sending again", channel=n.channel, reason=reason)
+        ):
+            log.info("reconciled: sending again", channel=n.channel, reason=reason)
 
-    async def _unconfirmed(self, n: Notification) -> None:
+    async def _unconfirmed(self, n: Notification, status: str) -> None:
         reason = (
             "the message data was sent and no reply came; the server cannot be asked "
             "whether it took the message (RFC 1047), so it is not sent again"
@@ -467,15 +557,15 @@ class DeliveryWorker:
             **self._envelope(n, "unconfirmed"),
             reason=reason,
         )
-        await self._record(
+        if await self._record(
             n,
             event,
-            from_statuses=("sending", "handing_over"),
+            from_statuses=(status,),
             to_status="unconfirmed",
             last_error=reason,
             lease_until=None,
-        )
-        log.warning("notification unconfirmed: a person must check", channel=n.channel)
+        ):
+            log.warning("notification unconfirmed: a person must check", channel=n.channel)
 
     # Delivery reports
 

@@ -2,8 +2,8 @@
 
 A notification row is written before anything is sent, and its unique key (source
 event, channel, recipient, template) means a replayed event can never queue it again.
-Status changes are conditional on the status the caller saw, so an instance whose
-lease ran out cannot overwrite what the reconciler decided.
+Status changes are conditional on the status (and attempt) the caller saw, so an
+instance whose lease ran out cannot overwrite what the reconciler decided.
 """
 
 from __future__ import annotations
@@ -203,16 +203,22 @@ async def move(
     *,
     from_statuses: tuple[str, ...],
     to_status: str,
+    attempt: int | None = None,
     **fields: Any,
 ) -> bool:
-    """Change status (and ``fields``) only if the row is still in one of ``from_statuses``."""
-    assignments = "".join(f", {name} = ${i}" for i, name in enumerate(fields, start=4))
+    """Change status (and ``fields``) only if the row is still in one of ``from_statuses``
+    and, given ``attempt``, still on that attempt: what is learnt or decided about one
+    attempt (late, after a lease ran out) must not land on the next one, which a claim
+    may have put in the same status meanwhile."""
+    assignments = "".join(f", {name} = ${i}" for i, name in enumerate(fields, start=5))
     status: str = await conn.execute(
         f"""UPDATE notifications SET status = $2, updated_at = now(){assignments}
-            WHERE notification_id = $1 AND status = ANY($3::text[])""",  # noqa: S608
+            WHERE notification_id = $1 AND status = ANY($3::text[])
+              AND ($4::integer IS NULL OR attempts = $4)""",  # noqa: S608
         notification_id,
         to_status,
         list(from_statuses),
+        attempt,
         *fields.values(),
     )
     return status == "UPDATE 1"

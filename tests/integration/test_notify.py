@@ -6,22 +6,32 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from email.message import Message
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
 
 import asyncpg
 import pytest
 import yaml
 from aiokafka import AIOKafkaProducer
+from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from services.notify.app import build_app
+from services.notify.app import MIGRATIONS as NOTIFY_MIGRATIONS
+from services.notify.app import build_app, sms_provider
+from services.notify.channels.email import SmtpSender
+from services.notify.channels.webhook import WebhookSender
+from services.notify.delivery import Channels, DeliveryWorker
 from services.notify.requeue import requeue
 from services.notify.settings import NotifySettings
+from services.notify.store import Notification, queue
 from shared.contracts import Event, decode_event
+from shared.db import apply_migrations, create_pool
 from shared.policy import load_packs
 from shared.topics import Topics
 from tests.contracts.golden import golden_samples
@@ -652,3 +662,191 @@ async def test_an_assignment_read_before_its_complaint_waits_for_it_and_is_then_
             assert not await parked()
         (told,) = mail.to("eng-manager@hotel.example")
         assert complaint_no in str(told["Subject"]) + told.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+
+
+async def test_an_email_accepted_as_the_database_goes_away_is_recorded_sent_when_it_returns(
+    infra: Infra, database_url: str, topics: Topics, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RELIABILITY.md, finding 4: the SMTP server's 250 came, then PostgreSQL vanished for
+    notify (every connection dropped, new ones refused) before `sent` could be written.
+    The outcome is known: it is written once the database answers, not left to the
+    reconciler, which could only report the e-mail unconfirmed."""
+    complaint_no = new_complaint_no()
+    database = urlsplit(database_url)
+    proxy = TcpProxy(database.hostname or "127.0.0.1", database.port or 5432)
+    await proxy.start()
+    user = database.netloc.rpartition("@")[0]
+    through_proxy = urlunsplit(database._replace(netloc=f"{user}@127.0.0.1:{proxy.port}"))
+    outage: list[asyncio.Task[None]] = []
+
+    async def back_in(seconds: float) -> None:
+        await asyncio.sleep(seconds)
+        await proxy.start()
+
+    original_send = SmtpSender.send
+
+    async def send_then_lose_the_database(
+        sender: SmtpSender, message: Message, before_data: Callable[[], Awaitable[None]]
+    ) -> str:
+        message_id = await original_send(sender, message, before_data)
+        if not outage:  # the server has taken the first e-mail and answered 250
+            await proxy.cut()
+            outage.append(asyncio.create_task(back_in(1.5)))
+        return message_id
+
+    monkeypatch.setattr(SmtpSender, "send", send_then_lose_the_database)
+    try:
+        async with sinks(tmp_path) as (mail, sms), publisher(infra, topics) as kafka:
+            # A lease well beyond the outage: the outcome must be written by the sender, not
+            # raced by the reconciler.
+            settings = notify_settings(
+                infra, through_proxy, topics, mail, sms, lease_seconds=10.0, send_concurrency=1
+            )
+            async with running(build_app(settings)):
+                await publish_complaints(kafka, "hotel-demo", [complaint_no])
+                await wait_for(settled(database_url, complaint_no, 3), timeout=60)
+                # While the relay, back from its own backoff, publishes what was recorded.
+                records = await read_records(
+                    infra.kafka_bootstrap_servers, topics.notify.name, expected=6, timeout=30
+                )
+            await asyncio.gather(*outage)
+            assert outage, "the database never went away"
+            assert await statuses(database_url, complaint_no) == {"sent": 3}
+            assert len(mail.messages) == 2
+            assert len({str(m["To"]) for m in mail.messages}) == 2
+    finally:
+        for task in outage:
+            task.cancel()
+        await asyncio.gather(*outage, return_exceptions=True)
+        await proxy.cut()
+    documents = [json.loads(r.value) for r in records]
+    # A NotificationSent for each notification. The cut may catch the relay between
+    # publishing a record and marking it published, and it publishes it again after: the
+    # same event under the same id (uuid5 of notification and status), which consumers
+    # skip (shared/outbox.py).
+    sent = {d["event_id"] for d in documents if d["event_type"] == "NotificationSent"}
+    assert len(sent) == 3, sent
+    assert not [d for d in documents if d["event_type"] == "NotificationUnconfirmed"]
+
+
+@dataclass
+class StallingMailSink(MailSink):
+    """A server that answers RCPT only once ``resume`` is set (stalling a sender past its
+    lease) and takes the data only once ``deliver`` is (holding it in `handing_over`)."""
+
+    resume: asyncio.Event = field(default_factory=asyncio.Event)
+    deliver: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def handle_RCPT(  # noqa: N802
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        await self.resume.wait()
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
+        await self.deliver.wait()
+        return await super().handle_DATA(server, session, envelope)
+
+
+async def test_a_sender_that_resumes_while_its_email_is_reconciled_is_not_requeued(
+    infra: Infra, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RELIABILITY.md, finding 5: the reconciler reads an expired e-mail as `sending`; its
+    sender, stalled at RCPT past the lease, resumes and moves it to `handing_over` (the
+    data goes out) before the reconciler decides. Requeued from there, it would go twice."""
+    await apply_migrations(database_url, "notify", NOTIFY_MIGRATIONS)
+    sink = StallingMailSink()
+    server = await asyncio.get_running_loop().create_server(
+        lambda: SMTP(sink, enable_SMTPUTF8=True, decode_data=False), "127.0.0.1", 0
+    )
+    settings = NotifySettings(database_url=database_url, lease_seconds=1.0, smtp_timeout=30.0)
+    email = SmtpSender(
+        host="127.0.0.1",
+        port=server.sockets[0].getsockname()[1],
+        start_tls=False,
+        username=None,
+        password=None,
+        timeout=settings.smtp_timeout,
+    )
+    sms = sms_provider(settings)
+    webhook = WebhookSender(secret="unused", timeout=1.0)
+    channels = Channels(email=email, sms=sms, webhook=webhook, webhook_url=str)
+    pool = await create_pool(database_url, "notify")
+    worker = DeliveryWorker(pool, settings, channels, "t.notify")
+    n = _email_to_queue()
+    try:
+        async with pool.acquire() as conn:
+            assert await queue(conn, n, datetime.now(UTC))
+        assert await worker.send_due() == 1  # claimed: `sending`, the SMTP server stalls
+        await asyncio.sleep(settings.lease_seconds + 0.2)
+
+        async def row_status() -> str:
+            async with pool.acquire() as conn:
+                status: str = await conn.fetchval(
+                    "SELECT status FROM notifications WHERE notification_id = $1",
+                    n.notification_id,
+                )
+            return status
+
+        read_status = worker._status_of
+
+        async def read_then_sender_resumes(notification_id: uuid.UUID) -> str:
+            status = await read_status(notification_id)
+            sink.resume.set()
+
+            async def handing_over() -> bool:
+                return await row_status() == "handing_over"
+
+            await wait_for(handing_over, timeout=10)
+            return status
+
+        monkeypatch.setattr(worker, "_status_of", read_then_sender_resumes)
+        assert await worker.reconcile() == 1
+        assert await row_status() == "handing_over", "requeued while its data was going out"
+        sink.deliver.set()
+        await asyncio.wait_for(asyncio.gather(*worker._in_flight), timeout=10)
+        assert await row_status() == "sent"
+        assert len(sink.messages) == 1
+        async with pool.acquire() as conn:
+            payloads = await conn.fetch("SELECT payload FROM outbox")
+        assert [json.loads(p["payload"])["event_type"] for p in payloads] == ["NotificationSent"]
+        assert await worker.send_due() == 0
+    finally:
+        sink.resume.set()
+        sink.deliver.set()
+        for task in worker._in_flight:
+            task.cancel()
+        await asyncio.gather(*worker._in_flight, return_exceptions=True)
+        await worker._outcomes.close()
+        email.close()
+        await sms.aclose()
+        await webhook.aclose()
+        await pool.close()
+        server.close()
+        await server.wait_closed()
+
+
+def _email_to_queue() -> Notification:
+    notification_id = uuid.uuid4()
+    return Notification(
+        notification_id=notification_id,
+        notification_key=f"test:{notification_id}",
+        complaint_no=new_complaint_no(),
+        branch_id="hotel-demo",
+        correlation_id=str(uuid.uuid4()),
+        source_event_id=uuid.uuid4(),
+        channel="email",
+        rule="acknowledge",
+        template="acknowledgement",
+        language="en",
+        address="guest@example.com",
+        recipient_masked="g***@example.com",
+        to_customer=True,
+        subject="We have your complaint",
+        body_text="We have your complaint.",
+        body_html="<p>We have your complaint.</p>",
+        sms_text=None,
+        params={},
+        segments=None,
+    )
