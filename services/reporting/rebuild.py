@@ -98,7 +98,7 @@ async def rebuild(settings: ReportingSettings) -> Rebuilt:
         indexes = await _set_indexes_aside(swap, fresh)
         triggers = await _rollup_triggers(swap, fresh)
         await _set_triggers(swap, triggers, enabled=False)
-        applied, skipped = await _apply_until_end(consumer, partitions, target)
+        applied, skipped = await _apply_until_end(consumer, partitions, target, bulk=True)
         for definition in indexes:
             await swap.execute(definition)
         async with target.transaction():
@@ -108,7 +108,7 @@ async def rebuild(settings: ReportingSettings) -> Rebuilt:
         async with swap.transaction():
             # Live projecting holds this shared: from here it waits until the swap is done.
             await swap.execute("SELECT pg_advisory_xact_lock($1)", SWAP_LOCK)
-            more, more_skipped = await _apply_until_end(consumer, partitions, target)
+            more, more_skipped = await _apply_until_end(consumer, partitions, target, bulk=False)
             applied, skipped = applied + more, skipped + more_skipped
             await swap.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
             await swap.execute(f"ALTER SCHEMA {fresh} RENAME TO {SCHEMA}")
@@ -184,9 +184,14 @@ async def _partitions(
 
 
 async def _apply_until_end(
-    consumer: AIOKafkaConsumer, partitions: list[TopicPartition], target: asyncpg.Connection
+    consumer: AIOKafkaConsumer,
+    partitions: list[TopicPartition],
+    target: asyncpg.Connection,
+    *,
+    bulk: bool,
 ) -> tuple[int, int]:
-    """Apply every record up to the partitions' end offsets as they are now."""
+    """Apply every record up to the partitions' end offsets as they are now (``bulk``:
+    the cases' derived columns left to one recount at the end, see ``EventBatch.apply``)."""
     ends = await consumer.end_offsets(partitions)
     applied = skipped = 0
     # The next batch is fetched, decoded and folded while the database applies this one.
@@ -197,7 +202,7 @@ async def _apply_until_end(
             skipped += undecodable
             reading = asyncio.create_task(_read(consumer, ends))
             async with target.transaction():
-                applied += await batch.apply(target, notify=False)
+                applied += await batch.apply(target, notify=False, bulk=bulk)
     finally:
         reading.cancel()
     return applied, skipped

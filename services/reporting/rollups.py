@@ -24,9 +24,12 @@ async def lock(conn: DbConnection) -> None:
 
 
 async def refresh(conn: DbConnection, zone: str) -> None:
-    """Recount every rollup from the projections, days in ``zone`` (in a transaction)."""
+    """Recount every rollup from the projections, days in ``zone``, and the cases' derived
+    columns (migrations 009 and 011), in a transaction."""
     await lock(conn)
     await conn.execute("SELECT refresh_rollups($1)", zone)
+    await conn.execute("SELECT count_compensation(NULL)")
+    await conn.execute("SELECT count_breaches(NULL)")
 
 
 async def use_zone(conn: DbConnection, zone: str) -> None:
