@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import random
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, MutableMapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from email.message import Message
@@ -22,6 +22,7 @@ import asyncpg
 import pytest
 import structlog
 
+from services.notify import delivery as delivery_module
 from services.notify.channels.base import Lookup, RejectedError, SmsMessage
 from services.notify.channels.email import SmtpSender
 from services.notify.channels.webhook import WebhookSender
@@ -251,7 +252,19 @@ async def test_a_refusal_known_while_the_database_is_away_is_recorded_too() -> N
     assert len(db.events("NotificationFailed")) == 1
 
 
-async def test_a_database_away_longer_than_the_lease_leaves_the_row_to_the_reconciler() -> None:
+@pytest.fixture
+def delivery_logs(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[MutableMapping[str, Any]]]:
+    """What notify.delivery logs during the test. Its module's logger is bound on first
+    use (cache_logger_on_first_use): after an earlier test in the run used it, it writes
+    past capture_logs. A logger made inside the capture takes its place."""
+    with structlog.testing.capture_logs() as logs:
+        monkeypatch.setattr(delivery_module, "log", structlog.get_logger("notify.delivery"))
+        yield logs
+
+
+async def test_a_database_away_longer_than_the_lease_leaves_the_row_to_the_reconciler(
+    delivery_logs: list[MutableMapping[str, Any]],
+) -> None:
     db, smtp = FakeDatabase(), FakeSmtp()
     n = leased(db, notification())
 
@@ -259,9 +272,9 @@ async def test_a_database_away_longer_than_the_lease_leaves_the_row_to_the_recon
         db.away_for = 10**6
 
     smtp.then = database_goes_away
-    with structlog.testing.capture_logs() as logs:
-        async with worker(db, smtp, lease_seconds=0.3) as delivery:
-            await delivery._send(n)  # it returns: nothing is left for "never retrieved"
+    async with worker(db, smtp, lease_seconds=0.3) as delivery:
+        await delivery._send(n)  # it returns: nothing is left for "never retrieved"
+    logs = delivery_logs
 
     assert db.rows[n.notification_id].status == "handing_over"
     assert not db.outbox
@@ -274,7 +287,9 @@ async def test_a_database_away_longer_than_the_lease_leaves_the_row_to_the_recon
     assert ADDRESS not in repr(logs)
 
 
-async def test_an_error_other_than_unreachability_is_not_waited_out() -> None:
+async def test_an_error_other_than_unreachability_is_not_waited_out(
+    delivery_logs: list[MutableMapping[str, Any]],
+) -> None:
     db, smtp = FakeDatabase(), FakeSmtp()
     n = leased(db, notification())
 
@@ -282,9 +297,9 @@ async def test_an_error_other_than_unreachability_is_not_waited_out() -> None:
         db.broken = asyncpg.exceptions.UndefinedTableError('relation "outbox" does not exist')
 
     smtp.then = database_breaks
-    with structlog.testing.capture_logs() as logs:
-        async with worker(db, smtp) as delivery:
-            await delivery._send(n)
+    async with worker(db, smtp) as delivery:
+        await delivery._send(n)
+    logs = delivery_logs
 
     assert db.rows[n.notification_id].status == "handing_over"
     assert db.refused == 0
