@@ -61,12 +61,14 @@ def hotel_with_branches(folder: Path, count: int) -> list[str]:
 async def wait_for(condition: Any, timeout: float = 60.0, interval: float = 0.2) -> None:
     """Poll an async ``condition`` until it is true, failing after ``timeout`` seconds.
 
-    A table that does not exist yet (the service is still migrating) counts as not yet.
+    A table or column that does not exist yet (the service is still migrating: a poll
+    between two of its migrations sees the first's table without the second's column)
+    counts as not yet.
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
-        with contextlib.suppress(asyncpg.UndefinedTableError):
+        with contextlib.suppress(asyncpg.UndefinedTableError, asyncpg.UndefinedColumnError):
             if await condition():
                 return
         if loop.time() > deadline:
