@@ -70,3 +70,23 @@ class ServiceSettings(BaseSettings):
         "may take before the consumer is put out of its group. The default is Kafka's; the "
         "fault harness lowers it to provoke that rebalance (reliability/faults.py).",
     )
+
+
+DEV_CREDENTIALS_DIR = REPO_ROOT / ".local" / "credentials"
+
+
+class AuthSettings(BaseSettings):
+    """Where an HTTP service finds the credentials it checks callers against. The defaults
+    are what ``make run`` generates (``python -m shared.auth.dev``); a service whose files
+    are missing refuses to start rather than serve unauthenticated."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    auth_branch_keys_file: Path = Field(
+        default=DEV_CREDENTIALS_DIR / "branch-keys.json",
+        description="JSON of each branch's hashed API keys.",
+    )
+    auth_staff_token_public_key_file: Path = Field(
+        default=DEV_CREDENTIALS_DIR / "staff-token-public.pem",
+        description="PEM public key (Ed25519) that staff tokens are signed with.",
+    )

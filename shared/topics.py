@@ -44,6 +44,7 @@ class Topics:
     routing: Topic
     sla: Topic
     notify: Topic
+    record_reads: Topic
 
     @classmethod
     def in_namespace(cls, namespace: str = DEFAULT_NAMESPACE) -> Topics:
@@ -70,6 +71,12 @@ class Topics:
                 f"{namespace}.sla", 6, "sla", "Deadline clocks, warnings, breaches, escalations."
             ),
             notify=Topic(f"{namespace}.notify", 6, "notify", "Notifications sent or failed."),
+            record_reads=Topic(
+                f"{namespace}.record-reads",
+                3,
+                "intake",
+                "The audit trail of customer-record reads (seed 004).",
+            ),
         )
 
     @property

@@ -2,10 +2,10 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr
 
-from shared.settings import ServiceSettings
+from shared.settings import AuthSettings, ServiceSettings
 
 
-class IntakeSettings(ServiceSettings):
+class IntakeSettings(ServiceSettings, AuthSettings):
     intake_host: str = Field(default="127.0.0.1", description="Address the HTTP API binds to.")
     intake_port: int = Field(default=8001, description="Port of the HTTP API.")
     intake_workers: int = Field(

@@ -2,10 +2,10 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from shared.settings import ServiceSettings
+from shared.settings import AuthSettings, ServiceSettings
 
 
-class ReportingSettings(ServiceSettings):
+class ReportingSettings(ServiceSettings, AuthSettings):
     reporting_host: str = Field(default="127.0.0.1", description="Address the HTTP API binds to.")
     reporting_port: int = Field(default=8005, description="Port of the HTTP API.")
     report_timezone: str = Field(

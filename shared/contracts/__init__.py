@@ -6,6 +6,7 @@ Consumers depend on these modules, never on another service's code.
 from pydantic import BaseModel
 
 from shared.contracts import intake, notify, sla
+from shared.contracts.audit import CustomerRecordRead
 from shared.contracts.base import (
     Event,
     RejectedMessageError,
@@ -48,6 +49,7 @@ MESSAGES_BY_TOPIC_ROLE: dict[str, tuple[type[BaseModel], ...]] = {
         model for model in registered_event_types().values() if model.__module__ == intake.__name__
     ),
     "routing": (ComplaintAssigned,),
+    "record-reads": (CustomerRecordRead,),
     "sla": tuple(
         model for model in registered_event_types().values() if model.__module__ == sla.__name__
     ),
@@ -70,6 +72,7 @@ __all__ = [
     "ClockWarning",
     "ComplaintAssigned",
     "ComplaintReceived",
+    "CustomerRecordRead",
     "EscalationRaised",
     "Event",
     "NotificationDelivered",

@@ -18,6 +18,7 @@ from shared.contracts.base import Event
 from shared.contracts.submissions import (
     Attachment,
     Channel,
+    Confidentiality,
     Customer,
     CustomerType,
     Language,
@@ -44,6 +45,7 @@ __all__ = [
     "ComplaintReopened",
     "ComplaintResolved",
     "ComplaintResumed",
+    "Confidentiality",
     "Customer",
     "CustomerType",
     "DecisionCommunicated",
@@ -115,6 +117,11 @@ class ComplaintReceived(CaseEvent):
         default=None, description="The first-responsible person (首问负责制), the case's owner."
     )
     submission_id: str | None = None
+    confidentiality: Confidentiality = Field(
+        default=Confidentiality.DEPARTMENT,
+        description="Who may read the customer's record (seed 004); events from before "
+        "the field read as department.",
+    )
 
 
 class ComplaintAcknowledged(CaseEvent):

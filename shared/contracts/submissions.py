@@ -88,6 +88,16 @@ class Severity(StrEnum):
     MAJOR = "major"
 
 
+class Confidentiality(StrEnum):
+    """Seed 004's three levels of customer file (篇三 第四章), most to least widely held:
+    company files for the company's managers, department files for the department,
+    personal files for the person handling the case and their managers."""
+
+    COMPANY = "company"
+    DEPARTMENT = "department"
+    PERSONAL = "personal"
+
+
 class Region(StrEnum):
     DOMESTIC = "domestic"
     FOREIGN = "foreign"
@@ -181,6 +191,10 @@ class SubmitComplaint(_Strict):
     first_contact_staff: Identifier | None = Field(
         default=None,
         description="The staff member who took the complaint (首问负责制); they own it to the end.",
+    )
+    confidentiality: Confidentiality | None = Field(
+        default=None,
+        description="Who may read the customer's record (seed 004); default: department.",
     )
     taken_at: AwareDatetime | None = Field(
         default=None,

@@ -17,6 +17,7 @@ from services.intake.app import build_app
 from services.intake.settings import IntakeSettings
 from shared.settings import REPO_ROOT
 from shared.topics import Topics
+from tests.support.auth import admin_headers
 
 
 @asynccontextmanager
@@ -39,7 +40,10 @@ async def running_intake(
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://intake", timeout=30
+            transport=httpx.ASGITransport(app=app),
+            base_url="http://intake",
+            timeout=30,
+            headers=admin_headers(),
         ) as client,
     ):
         yield client

@@ -9,6 +9,7 @@ import httpx
 
 from services.reporting.app import build_app
 from services.reporting.settings import ReportingSettings
+from tests.support.auth import admin_headers
 
 
 @asynccontextmanager
@@ -17,7 +18,10 @@ async def reporting_client(settings: ReportingSettings) -> AsyncIterator[httpx.A
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://reporting", timeout=30
+            transport=httpx.ASGITransport(app=app),
+            base_url="http://reporting",
+            timeout=30,
+            headers=admin_headers(),
         ) as client,
     ):
         yield client
