@@ -63,6 +63,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.run import (  # noqa: E402
+    api_headers,
     free_port,
     fresh_database,
     percentiles,
@@ -828,7 +829,7 @@ async def live(args: argparse.Namespace, env: dict[str, str], total: int) -> dic
             seconds = time.monotonic() - started
         finally:
             await conn.close()
-        async with httpx.AsyncClient() as client:
+        async with httpx.AsyncClient(headers=api_headers()) as client:
             summary = (await client.get(f"http://127.0.0.1:{port}/v1/reports/summary")).json()
     finally:
         process.terminate()

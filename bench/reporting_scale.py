@@ -51,6 +51,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.run import (  # noqa: E402
+    api_headers,
     free_port,
     fresh_database,
     percentiles,
@@ -881,7 +882,9 @@ async def measure_service(
         started_rss = rss(process)
         sampler = asyncio.create_task(sample())
         endpoints = {}
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=120) as client:
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}", timeout=120, headers=api_headers()
+        ) as client:
             for probe in probes(size_facts):
                 endpoints[probe.name] = await measure_probe(
                     client, probe, size_facts.complaint_nos, args.requests, args.budget

@@ -58,6 +58,7 @@ sys.path.insert(0, str(REPO))
 
 from bench.preload import preload  # noqa: E402
 from bench.staff import StaffAtWork, plan  # noqa: E402
+from shared.auth.dev import DevCredentials  # noqa: E402
 from shared.kafka_admin import ensure_topics  # noqa: E402
 from shared.policy import load_packs  # noqa: E402
 from shared.topics import Topics, all_topic_partitions  # noqa: E402
@@ -293,7 +294,9 @@ async def drive(
         rng = random.Random(index)
         pack = packs[index % len(packs)]
         intake_url = intake_urls[index % len(intake_urls)]
-        async with httpx.AsyncClient(base_url=intake_url, timeout=30) as client:
+        async with httpx.AsyncClient(
+            base_url=intake_url, timeout=30, headers=api_headers()
+        ) as client:
             next_at = time.monotonic() + rng.random() / per_branch
             for seq in itertools.count(index * 1_000_000):
                 if next_at >= end:
@@ -597,12 +600,19 @@ def service_env(kafka: str, database_url: str, namespace: str) -> dict[str, str]
     """What every service process of a benchmark runs with."""
     return {
         **os.environ,
+        **DevCredentials.from_environment().service_env(),
         "PYTHONUNBUFFERED": "1",
         "LOG_LEVEL": "WARNING",
         "KAFKA_BOOTSTRAP_SERVERS": kafka,
         "DATABASE_URL": database_url,
         "COMPLAINTS_TOPIC_NAMESPACE": namespace,
     }
+
+
+def api_headers() -> dict[str, str]:
+    """What the benchmark's clients send: an administrator's token, valid for every
+    branch the load spreads over."""
+    return DevCredentials.from_environment().staff_headers("admin", reason="benchmark")
 
 
 def platform_env(

@@ -30,6 +30,7 @@ import httpx
 
 REPO = Path(__file__).resolve().parents[1]
 
+from shared.auth.dev import DevCredentials  # noqa: E402
 from shared.policy import PackRegistry, PolicyPack  # noqa: E402
 
 
@@ -102,7 +103,8 @@ class StaffAtWork:
         self._rng = random.Random(seed)
 
     async def __aenter__(self) -> StaffAtWork:
-        self._walker.http = httpx.AsyncClient(timeout=30)
+        headers = DevCredentials.from_environment().staff_headers("admin", reason="benchmark")
+        self._walker.http = httpx.AsyncClient(timeout=30, headers=headers)
         return self
 
     async def __aexit__(self, *_: object) -> None:

@@ -26,6 +26,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from bench.run import api_headers
 from bench.staff import StaffAtWork, plan
 from shared.policy import PackRegistry
 from shared.topics import Topics
@@ -117,7 +118,9 @@ class LoadDriver:
         )
         await self._start_when_reachable(producer)
         try:
-            async with httpx.AsyncClient(base_url=self._intake_url, timeout=HTTP_TIMEOUT_S) as http:
+            async with httpx.AsyncClient(
+                base_url=self._intake_url, timeout=HTTP_TIMEOUT_S, headers=api_headers()
+            ) as http:
                 await self._submit_for(seconds, http, producer)
                 await asyncio.gather(*self._tasks)
         finally:

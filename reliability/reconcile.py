@@ -43,6 +43,7 @@ import asyncpg
 import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from bench.run import api_headers
 from services.sla.domain import ComplaintFacts, plan_clocks
 from shared.contracts.submissions import CustomerType, Region, Severity
 from shared.policy import PackRegistry
@@ -602,7 +603,9 @@ def _take_deliveries(seen: Observed, references: list[str | None]) -> None:
 
 async def _summary(reporting_url: str) -> dict[str, Any] | None:
     try:
-        async with httpx.AsyncClient(base_url=reporting_url, timeout=30) as client:
+        async with httpx.AsyncClient(
+            base_url=reporting_url, timeout=30, headers=api_headers()
+        ) as client:
             answer = await client.get("/v1/reports/summary")
     except httpx.HTTPError:
         return None

@@ -9,14 +9,14 @@ import pytest
 
 from shared.kafka_admin import ensure_topics
 from shared.topics import Topics, all_topic_partitions
-from tests.support.auth import credentials_dir
+from tests.support.auth import credentials
 from tests.support.infra import Infra, chosen_kind, provide
 
 
 def pytest_configure(config: pytest.Config) -> None:
     # Before any test module builds a service: they read their credentials' paths from
     # the environment.
-    credentials_dir()
+    credentials()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -26,6 +26,8 @@ def stack_env() -> dict[str, str]:
 
 def main() -> int:
     subprocess.run([*DEVSTACK, "up", "--stack", "dev"], check=True)
+    # Intake and reporting refuse to start without credentials to check callers against.
+    subprocess.run([sys.executable, "-m", "shared.auth.dev"], check=True, cwd=REPO)
     env = {**os.environ, **stack_env(), "PYTHONUNBUFFERED": "1"}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     print(
@@ -37,6 +39,8 @@ def main() -> int:
         "  smtp sink  127.0.0.1:8025 -> .local/mail/\n"
         "  sms sink   http://127.0.0.1:8026 (gateway, Aliyun, Twilio, webhooks) -> .local/sms/\n"
         "  survey     http://127.0.0.1:8001/survey/{no}?token=… (the link in decisions)\n"
+        "  credentials: branch API keys (X-Api-Key) and staff tokens (Authorization: Bearer;\n"
+        "  the dashboard asks for one) in .local/credentials/dev-credentials.json\n"
         "Ctrl-C stops everything.\n",
         flush=True,
     )

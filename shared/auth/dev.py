@@ -110,6 +110,57 @@ def _write_private(path: Path, content: bytes) -> None:
         file.write(content)
 
 
+READ_REASON_HEADER = "X-Access-Reason"
+
+
+class DevCredentials:
+    """The clear credentials ``generate`` wrote, for scripts and tests that call the APIs
+    (the demo, the benchmark, the fault harness) and the settings of the services they
+    start."""
+
+    def __init__(self, directory: Path = DEV_CREDENTIALS_DIR) -> None:
+        self.directory = directory
+        self._clear = json.loads((directory / CLEAR_FILE).read_text())
+
+    @classmethod
+    def ensure(
+        cls, directory: Path = DEV_CREDENTIALS_DIR, packs_dir: Path = REPO_ROOT / "policy-packs"
+    ) -> DevCredentials:
+        if not (directory / CLEAR_FILE).exists():
+            generate(directory, packs_dir)
+        return cls(directory)
+
+    @classmethod
+    def from_environment(cls) -> DevCredentials:
+        """The credentials the environment points services at (a test session's), else
+        ``make run``'s, generated if need be."""
+        keys = os.environ.get("AUTH_BRANCH_KEYS_FILE")
+        return cls(Path(keys).parent) if keys else cls.ensure()
+
+    def service_env(self) -> dict[str, str]:
+        """What intake and reporting need to check callers against these credentials."""
+        return {
+            "AUTH_BRANCH_KEYS_FILE": str(self.directory / KEYS_FILE),
+            "AUTH_STAFF_TOKEN_PUBLIC_KEY_FILE": str(self.directory / PUBLIC_KEY_FILE),
+        }
+
+    def branch_key(self, branch_id: str) -> str:
+        return str(self._clear["branches"][branch_id])
+
+    def staff_token(self, name: str) -> str:
+        """``admin``, ``auditor``, ``company-manager`` or ``<pack>/<staff id>``."""
+        return str(self._clear["staff"][name]["token"])
+
+    def staff_headers(self, name: str, reason: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.staff_token(name)}", READ_REASON_HEADER: reason}
+
+    def branch_headers(self, branch_id: str, reason: str) -> dict[str, str]:
+        return {"X-Api-Key": self.branch_key(branch_id), READ_REASON_HEADER: reason}
+
+    def issuer(self) -> TokenIssuer:
+        return TokenIssuer.load(self.directory / PRIVATE_KEY_FILE)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dir", type=Path, default=DEV_CREDENTIALS_DIR)

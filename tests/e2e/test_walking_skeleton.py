@@ -14,15 +14,19 @@ import httpx
 from shared.kafka_admin import ensure_topics
 from shared.topics import Topics, all_topic_partitions
 from tests.contracts.golden import golden_samples, same_shape
+from tests.support.auth import bearer, branch_headers, staff_token
 from tests.support.infra import Infra
 from tests.support.kafka import read_records
 from tests.support.processes import Platform, free_port, platform_env
 
 SERVICES = ("intake", "routing", "sla", "notify", "reporting")
+# The branch submits with its API key; a company-wide manager reads the case file and
+# the report, as the platform's real users do.
+MANAGER = bearer(staff_token("company-manager"))
 
 
 async def _case_when_complete(reporting: str, complaint_no: str) -> dict[str, Any]:
-    async with httpx.AsyncClient(base_url=reporting, timeout=5) as client:
+    async with httpx.AsyncClient(base_url=reporting, timeout=5, headers=MANAGER) as client:
         for _ in range(300):
             response = await client.get(f"/v1/cases/{complaint_no}")
             if response.status_code == 200:
@@ -70,7 +74,9 @@ async def test_a_complaint_travels_through_all_five_services(
     try:
         platform.wait_http("intake", f"{intake}/openapi.json")
         platform.wait_http("reporting", f"{reporting}/openapi.json")
-        async with httpx.AsyncClient(base_url=intake, timeout=10) as client:
+        async with httpx.AsyncClient(
+            base_url=intake, timeout=10, headers=branch_headers("hotel-demo")
+        ) as client:
             response = await client.post(
                 "/v1/complaints",
                 json={
@@ -117,7 +123,7 @@ async def test_a_complaint_travels_through_all_five_services(
         assert len(to_alice) == 1
         assert complaint_no in to_alice[0]
 
-        async with httpx.AsyncClient(base_url=reporting, timeout=5) as client:
+        async with httpx.AsyncClient(base_url=reporting, timeout=5, headers=MANAGER) as client:
             summary = (await client.get("/v1/reports/summary")).json()
         assert summary["total"] == 1
         assert summary["by_status"] == {"assigned": 1}
