@@ -1,4 +1,5 @@
-"""Masking of personal contact details before they reach a log line or a shared view."""
+"""Masking of personal contact details, and of credentials, before they reach a log line
+or a shared view."""
 
 from __future__ import annotations
 
@@ -19,6 +20,14 @@ _PHONE = re.compile(
     r"|(?<!\d)\d{2,4}(?:[ \-]\d{2,4}){2,}(?!\d)"
 )
 
+# Credentials that can turn up in free text: a survey link's token in an access-log line,
+# a branch API key or a staff token (a JWT) pasted into an error message.
+_CREDENTIAL = re.compile(
+    r"(?P<query>(?:token|api_key|access_token)=)[^&\s\"']+"
+    r"|(?P<key>cbk_)[0-9a-f]{12}_[A-Za-z0-9_-]+"
+    r"|eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"
+)
+
 
 def mask_email(address: str) -> str:
     local, _, domain = address.partition("@")
@@ -31,7 +40,8 @@ def mask_phone(number: str) -> str:
 
 
 def redact_text(text: str) -> str:
-    """Mask every e-mail address and phone-like digit run in free text."""
+    """Mask every credential, e-mail address and phone-like digit run in free text."""
+    text = _CREDENTIAL.sub(_mask_credential, text)
     text = _EMAIL.sub(lambda m: f"{m.group(1)}***@{m.group(2)}", text)
     return _PHONE.sub(_mask_if_phone_length, text)
 
@@ -42,3 +52,7 @@ def _mask_if_phone_length(match: re.Match[str]) -> str:
     if match.group("uuid"):
         return found
     return mask_phone(found) if sum(c.isdigit() for c in found) >= 10 else found
+
+
+def _mask_credential(match: re.Match[str]) -> str:
+    return (match.group("query") or match.group("key") or "") + "***"

@@ -27,6 +27,17 @@ def test_identifiers_are_not_mistaken_for_phone_numbers() -> None:
     assert redact_text(f"{correlation_id} 138-0013-8000") == f"{correlation_id} ***8000"
 
 
+def test_credentials_in_free_text_are_masked() -> None:
+    access_line = '127.0.0.1:5000 - "GET /survey/261122001?token=3f1c9a&lang=zh HTTP/1.1" 200'
+    assert redact_text(access_line) == (
+        '127.0.0.1:5000 - "GET /survey/261122001?token=***&lang=zh HTTP/1.1" 200'
+    )
+    key = "cbk_0123456789ab_Zm9vYmFyYmF6cXV4LWxvbmctc2VjcmV0LXZhbHVl"
+    assert redact_text(f"refused {key}") == "refused cbk_***"
+    jwt = "eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJmby1hZ2VudCJ9.c2lnbmF0dXJl"
+    assert redact_text(f"Bearer {jwt} expired") == "Bearer *** expired"
+
+
 def test_log_lines_are_json_and_carry_no_contact_details(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
