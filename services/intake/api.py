@@ -13,6 +13,7 @@ from services.intake.lifecycle import Action
 from shared.contracts.intake import CaseStatus
 from shared.contracts.submissions import (
     Channel,
+    Confidentiality,
     CustomerType,
     Identifier,
     Language,
@@ -64,7 +65,11 @@ class ActionRefused(BaseModel):
 class _Action(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    actor: Identifier = Field(description="The staff member taking the action.")
+    actor: Identifier | None = Field(
+        default=None,
+        description="The staff member taking the action: you, by default. Only an "
+        "administrator names someone else, to enter an action on their behalf.",
+    )
     note: ShortText | None = None
 
 
@@ -72,7 +77,7 @@ def _examples(**fields: Any) -> ConfigDict:
     return ConfigDict(
         extra="forbid",
         str_strip_whitespace=True,
-        json_schema_extra={"examples": [{"actor": "fo-supervisor", **fields}]},
+        json_schema_extra={"examples": [fields]},
     )
 
 
@@ -235,7 +240,10 @@ class CaseView(BaseModel):
     pack: str
     pack_version: str
     channel: str
-    customer: dict[str, Any]
+    customer: dict[str, Any] = Field(
+        description="Phone and e-mail masked unless you contact the customer: the branch, "
+        "agents and supervisors see them in clear."
+    )
     event_time: datetime | None
     event_place: str | None
     description: str
@@ -250,6 +258,9 @@ class CaseView(BaseModel):
     assignee_id: str | None
     status: CaseStatus
     round: int
+    confidentiality: Confidentiality = Field(
+        description="Who may read the customer's record (seed 004)."
+    )
     received_at: datetime
     updated_at: datetime
     submission_id: str | None

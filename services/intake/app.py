@@ -1,10 +1,13 @@
 """Intake: every branch's front door, complaint numbering and the case life cycle.
 
 HTTP for branches and staff; the ``…submitted`` topic for branch systems that
-prefer Kafka; routing's assignments move cases to ``assigned``.
+prefer Kafka; routing's assignments move cases to ``assigned``. Every endpoint but the
+customer's survey asks who is calling (shared/auth/http.py); services/intake/access.py
+says what each caller may do.
 """
 
-from __future__ import annotations
+# No ``from __future__ import annotations``: the routes' annotations name this app's own
+# authenticator, a local of ``build_app`` that FastAPI could not resolve from a string.
 
 import inspect
 import uuid
@@ -15,11 +18,25 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import structlog
-from fastapi import Body, FastAPI, Header, HTTPException, Request, status
+from fastapi import Body, Depends, FastAPI, Header, HTTPException, Request, status
 from fastapi import Path as PathParam
+from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from services.intake.access import (
+    ForbiddenError,
+    acting_as,
+    as_staff,
+    check_action,
+    check_branch_manager,
+    check_submitter,
+    clearance_needed,
+    header_text,
+    sees_branch,
+    without_contacts,
+)
 from services.intake.api import (
     SUBMISSION_EXAMPLE,
     Acknowledge,
@@ -64,6 +81,8 @@ from services.intake.cases import (
 from services.intake.kafka_submissions import subscribe_submissions
 from services.intake.lifecycle import Action, ActionNotAllowedError, CaseState, allowed_actions
 from services.intake.settings import IntakeSettings
+from shared.auth.access import Caller, CaseScope, can_see
+from shared.auth.http import Authenticator, document_auth_refusals
 from shared.consumer import subscribe_events
 from shared.consumer_app import new_broker
 from shared.contracts import ComplaintAssigned, Event
@@ -84,7 +103,7 @@ from shared.topics import Topics
 
 SCHEMA = "intake"
 MIGRATIONS = Path(__file__).parent / "migrations"
-PUBLISHES = ("intake", "submission-outcomes")
+PUBLISHES = ("intake", "submission-outcomes", "record-reads")
 SUBSCRIBES_TO = ("submitted", "routing")
 MAX_BODY_BYTES = 64 * 1024
 
@@ -120,6 +139,21 @@ SURVEY_TEXT = {
 
 ComplaintNo = Annotated[str, PathParam(pattern=r"^\d{9,}$", examples=["261122001"])]
 CorrelationId = Annotated[str | None, Header(max_length=100)]
+AccessReason = Annotated[
+    str,
+    Header(
+        min_length=1,
+        max_length=500,
+        pattern=r"\S",
+        description="Why you are reading this customer's record (recorded with the read); "
+        "UTF-8, so any script.",
+        examples=["calling the customer back about the repair"],
+    ),
+]
+_ACCESS_REASON_ERROR = (
+    "give the reason you are reading this customer's record in the X-Access-Reason header "
+    "(1 to 500 characters): every read is recorded with it"
+)
 _KEYWORD = inspect.Parameter.KEYWORD_ONLY
 
 
@@ -134,6 +168,9 @@ class _Holder:
 
 def build_app(settings: IntakeSettings) -> FastAPI:
     configure_logging("intake", settings.log_level)
+    # At build time: missing credentials stop start-up rather than leave the API open.
+    authenticator = Authenticator.from_settings(settings)
+    Authenticated = Annotated[Caller, Depends(authenticator)]  # noqa: N806 (a type alias)
     packs = LivePacks(settings.policy_packs_dir)
     topics = Topics.in_namespace(settings.complaints_topic_namespace)
     holder = _Holder()
@@ -193,6 +230,23 @@ def build_app(settings: IntakeSettings) -> FastAPI:
         error = {"loc": ["body", exc.field], "msg": str(exc), "type": "value_error"}
         return JSONResponse(status_code=422, content={"detail": [error]})
 
+    @app.exception_handler(ForbiddenError)
+    async def forbidden(_request: Request, exc: ForbiddenError) -> JSONResponse:
+        return JSONResponse(status_code=status.HTTP_403_FORBIDDEN, content={"detail": str(exc)})
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's answer, with a missing or unusable access reason explained.
+        errors = [
+            {**error, "msg": _ACCESS_REASON_ERROR}
+            if tuple(error["loc"]) == ("header", "x-access-reason")
+            else error
+            for error in exc.errors()
+        ]
+        return await request_validation_exception_handler(
+            request, RequestValidationError(errors, body=exc.body)
+        )
+
     @app.exception_handler(ActionNotAllowedError)
     async def out_of_turn(_request: Request, exc: ActionNotAllowedError) -> JSONResponse:
         body = ActionRefused(detail=str(exc), status=exc.status, allowed_actions=exc.allowed)
@@ -214,17 +268,23 @@ def build_app(settings: IntakeSettings) -> FastAPI:
         },
     )
     async def submit_complaint(
+        caller: Authenticated,
         submission: Annotated[SubmitComplaint, Body(examples=[SUBMISSION_EXAMPLE])],
         x_correlation_id: CorrelationId = None,
         idempotency_key: Annotated[str | None, Header(max_length=100)] = None,
     ) -> JSONResponse:
         """Record a complaint and give it its number.
 
+        A branch's API key submits for that branch; a staff token for a branch it covers,
+        with the agent, supervisor or manager role. Anything else is 403, nothing recorded.
+
         Send an `Idempotency-Key` (or `submission_id`) to make retries safe: the same key
         returns the same complaint (with `Idempotent-Replayed: true`), the same key with a
         different body is refused with 409. A branch that sends more than its share
         (`INTAKE_BRANCH_SUBMISSIONS_PER_MINUTE`) is answered 429 until it slows down.
         """
+        # Before the rate limit: nobody may spend another branch's share.
+        check_submitter(caller, submission.branch_id)
         known = packs.current.for_branch(submission.branch_id) is not None
         if known and not await branch_limits.admit(submission.branch_id):
             wait = branch_limits.retry_after_seconds
@@ -257,9 +317,12 @@ def build_app(settings: IntakeSettings) -> FastAPI:
     @app.get(
         "/v1/branches/{branch_id}", response_model=BranchForm, responses={404: {"model": Problem}}
     )
-    async def get_branch(branch_id: Annotated[str, PathParam(max_length=100)]) -> BranchForm:
-        """The branch's pack and vocabularies, to build a complaint form from."""
-        found = packs.current.for_branch(branch_id)
+    async def get_branch(
+        caller: Authenticated, branch_id: Annotated[str, PathParam(max_length=100)]
+    ) -> BranchForm:
+        """The branch's pack and vocabularies, to build a complaint form from. A branch
+        outside the caller's scope is answered like one that does not exist."""
+        found = packs.current.for_branch(branch_id) if sees_branch(caller, branch_id) else None
         if found is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no branch {branch_id}")
         pack, branch = found
@@ -283,10 +346,33 @@ def build_app(settings: IntakeSettings) -> FastAPI:
     @app.get(
         "/v1/complaints/{complaint_no}",
         response_model=CaseView,
-        responses={404: {"model": Problem}},
+        responses={404: {"model": Problem, "description": "No such complaint, or not yours."}},
     )
-    async def get_complaint(complaint_no: ComplaintNo) -> CaseView:
-        view = await holder.get().view(complaint_no)
+    async def get_complaint(
+        caller: Authenticated,
+        complaint_no: ComplaintNo,
+        x_access_reason: AccessReason,
+        x_correlation_id: CorrelationId = None,
+    ) -> CaseView:
+        """The case with its customer's record: every read, and every refused one, is
+        recorded (who, why, whether contacts were shown) before the answer is sent.
+
+        A complaint outside your branches and departments is a 404 like one that does not
+        exist; one whose confidentiality level you lack clearance for is a 403. Phone and
+        e-mail are shown in clear only to the branch and to agents and supervisors; others
+        see them masked.
+        """
+        read = await holder.get().read_record(
+            complaint_no,
+            caller,
+            reason=header_text(x_access_reason),
+            correlation_id=x_correlation_id or str(uuid.uuid4()),
+        )
+        if not read.decision.visible:
+            raise CaseNotFoundError(complaint_no)
+        if read.view is None:
+            raise ForbiddenError(clearance_needed(read.scope.confidentiality))
+        view = read.view if read.decision.contacts_shown else without_contacts(read.view)
         held_from = CaseStatus(view["held_from"]) if view["held_from"] else None
         state = CaseState(CaseStatus(view["status"]), held_from, view["round"])
         return CaseView.model_validate({**view, "allowed_actions": allowed_actions(state)})
@@ -303,23 +389,35 @@ def build_app(settings: IntakeSettings) -> FastAPI:
         )
 
     def staff_action(path: str, action: Action, model: type[_Action], summary: str) -> None:
+        needs_supervisor = action is Action.REASSIGN
+
         async def endpoint(
-            complaint_no: str, body: _Action, x_correlation_id: str | None = None
+            caller: Caller, complaint_no: str, body: _Action, x_correlation_id: str | None = None
         ) -> ActionApplied:
+            staff = as_staff(caller)
+            actor = acting_as(staff, body.actor)
+
+            def authorize(scope: CaseScope) -> None:
+                if not can_see(staff, scope):
+                    raise CaseNotFoundError(complaint_no)
+                check_action(staff, scope, needs_supervisor=needs_supervisor)
+
             fields: dict[str, Any] = body.model_dump(mode="json", exclude={"actor"})
             result = await holder.get().act(
                 complaint_no,
                 action,
-                actor=body.actor,
+                actor=actor,
                 payload=fields,
                 correlation_id=x_correlation_id,
                 satisfied=fields.get("satisfied"),
+                authorize=authorize,
             )
             return _applied(result)
 
         # FastAPI reads the body's type from the signature: give each route its own model.
         endpoint.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
             [
+                inspect.Parameter("caller", _KEYWORD, annotation=Authenticated),
                 inspect.Parameter("complaint_no", _KEYWORD, annotation=ComplaintNo),
                 inspect.Parameter("body", _KEYWORD, annotation=model),
                 inspect.Parameter(
@@ -400,12 +498,20 @@ def build_app(settings: IntakeSettings) -> FastAPI:
         responses={404: {"model": Problem}},
     )
     async def put_service_volume(
+        caller: Authenticated,
         branch_id: Annotated[str, PathParam(max_length=100)],
         day: date,
         volume: ServiceVolumeIn,
     ) -> ServiceVolume:
         """How many services the branch delivered on ``day`` (room nights, visits, tests…):
-        the denominator of its complaint rate. Posting again replaces the day's figure."""
+        the denominator of its complaint rate. Posting again replaces the day's figure.
+
+        Recorded by the branch's own API key or a manager of the branch (403 for other
+        staff of it); a branch outside the caller's scope is a 404, as for
+        `GET /v1/branches/{branch_id}`."""
+        if not sees_branch(caller, branch_id):
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no branch {branch_id}")
+        check_branch_manager(caller, branch_id)
         try:
             changed = await holder.get().record_service_volume(branch_id, day, volume.services)
         except CaseNotFoundError as exc:
@@ -432,6 +538,7 @@ def build_app(settings: IntakeSettings) -> FastAPI:
         return HTMLResponse(page)
 
     document_body_refusals(app, MAX_BODY_BYTES)
+    document_auth_refusals(app)
     return app
 
 

@@ -18,10 +18,13 @@ import asyncpg
 import structlog
 
 from services.intake import store
+from services.intake.access import ReadDecision, case_scope, decide_read, reader_roles
 from services.intake.lifecycle import Action, CaseState, apply
 from services.intake.numbering import complaint_number, receipt_date
+from shared.auth.access import Caller, CaseScope
 from shared.consumer import batch_transaction
 from shared.contracts import ComplaintAssigned, Event
+from shared.contracts.audit import CustomerRecordRead
 from shared.contracts.intake import (
     CaseEvent,
     CaseStatus,
@@ -47,7 +50,7 @@ from shared.contracts.intake import (
     ReturnVisitRecorded,
     ServiceVolumeRecorded,
 )
-from shared.contracts.submissions import SubmissionOutcome, SubmitComplaint
+from shared.contracts.submissions import Confidentiality, SubmissionOutcome, SubmitComplaint
 from shared.db import DbConnection
 from shared.group_commit import GroupCommit
 from shared.inbox import first_delivery
@@ -113,6 +116,16 @@ class Accepted:
 
 
 @dataclass(frozen=True)
+class RecordRead:
+    """A read of a customer record, as audited; ``view``, the case in full, only when the
+    read was allowed."""
+
+    decision: ReadDecision
+    scope: CaseScope
+    view: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
 class ActionResult:
     complaint_no: str
     status: CaseStatus
@@ -142,6 +155,8 @@ class _SubmissionRaceError(Exception):
 
 
 OutcomeFactory = Callable[[Accepted], SubmissionOutcome]
+# Decides, on the locked case, whether the caller may take an action; raises if not.
+Authorize = Callable[[CaseScope], None]
 
 
 class Intake:
@@ -307,8 +322,10 @@ class Intake:
         correlation_id: str | None = None,
         satisfied: bool | None = None,
         staff_only: bool = True,
+        authorize: Authorize | None = None,
     ) -> ActionResult:
-        """Take ``action`` on the case; raises ``ActionNotAllowedError`` out of turn."""
+        """Take ``action`` on the case; raises ``ActionNotAllowedError`` out of turn, and
+        whatever ``authorize`` raises when the caller may not."""
         result = await self._act(
             complaint_no,
             action,
@@ -317,6 +334,7 @@ class Intake:
             correlation_id=correlation_id,
             satisfied=satisfied,
             staff_only=staff_only,
+            authorize=authorize,
         )
         assert result is not None
         return result
@@ -331,6 +349,7 @@ class Intake:
         correlation_id: str | None,
         satisfied: bool | None = None,
         staff_only: bool,
+        authorize: Authorize | None = None,
         consumed: Event | None = None,
     ) -> ActionResult | None:
         """``consumed`` is the Kafka event that caused the action: it is recorded in the
@@ -341,6 +360,17 @@ class Intake:
             case = await store.lock_case(conn, complaint_no)
             if case is None:
                 raise CaseNotFoundError(complaint_no)
+            if authorize is not None:
+                # Decided on the locked row: its department and assignee cannot change under it.
+                authorize(
+                    self._scope(
+                        case.pack,
+                        case.branch_id,
+                        case.department,
+                        case.assignee_id,
+                        case.confidentiality,
+                    )
+                )
             self._check_references(case, actor, payload, staff_only=staff_only)
             before = CaseState(case.status, case.held_from, case.round)
             after = apply(before, action, satisfied=satisfied)
@@ -500,9 +530,60 @@ class Intake:
         log.info("service volume recorded", branch_id=branch_id, day=day.isoformat())
         return True
 
-    async def view(self, complaint_no: str) -> dict[str, Any]:
-        async with self._pool.acquire() as conn:
+    def _scope(
+        self,
+        pack: str,
+        branch_id: str,
+        department: str | None,
+        assignee_id: str | None,
+        confidentiality: Confidentiality,
+    ) -> CaseScope:
+        return case_scope(
+            branch_id=branch_id,
+            department=department,
+            assignee_id=assignee_id,
+            confidentiality=confidentiality,
+            triage_department=self._packs.current.require(pack).triage_department,
+        )
+
+    async def read_record(
+        self, complaint_no: str, caller: Caller, *, reason: str, correlation_id: str
+    ) -> RecordRead:
+        """Decide whether ``caller`` may read the case's customer record and audit the
+        attempt, allowed or not: committed before the caller sees anything."""
+        async with self._pool.acquire() as conn, conn.transaction():
             view = await store.case_view(conn, complaint_no)
-        if view is None:
-            raise CaseNotFoundError(complaint_no)
-        return view
+            if view is None:
+                raise CaseNotFoundError(complaint_no)
+            scope = self._scope(
+                view["pack"],
+                view["branch_id"],
+                view["department"],
+                view["assignee_id"],
+                Confidentiality(view["confidentiality"]),
+            )
+            decision = decide_read(caller, scope)
+            read = CustomerRecordRead(
+                event_type=CustomerRecordRead.EVENT_TYPE,
+                complaint_no=complaint_no,
+                branch_id=scope.branch_id,
+                correlation_id=correlation_id,
+                producer="intake",
+                reader=caller.name,
+                reader_roles=reader_roles(caller),
+                reason=reason,
+                outcome=decision.outcome,
+                contacts_shown=decision.contacts_shown,
+                service="intake",
+            )
+            await store.record_read(conn, read)
+            await enqueue(conn, self._topics.record_reads.name, read)
+        log.info(
+            "customer record read",
+            complaint_no=complaint_no,
+            correlation_id=correlation_id,
+            reader=caller.name,
+            outcome=decision.outcome,
+            contacts_shown=decision.contacts_shown,
+        )
+        return RecordRead(decision, scope, view if decision.allowed else None)

@@ -1,4 +1,5 @@
-"""Intake's tables: the complaint register, the yearly counter, submissions, case history."""
+"""Intake's tables: the complaint register, the yearly counter, submissions, case history,
+and the audit trail of customer-record reads."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.contracts import CaseEvent, ComplaintReceived
-from shared.contracts.intake import CaseStatus
+from shared.contracts.audit import CustomerRecordRead
+from shared.contracts.intake import CaseStatus, Confidentiality
 from shared.db import DbConnection
 
 # What the history keeps of an event beyond its own columns: the payload.
@@ -24,7 +26,9 @@ class CaseRow:
     round: int
     sequence: int
     correlation_id: str
+    department: str | None
     assignee_id: str | None
+    confidentiality: Confidentiality
 
 
 @dataclass(frozen=True)
@@ -77,9 +81,9 @@ async def insert_complaint(
         """INSERT INTO complaints (complaint_no, year, ordinal, branch_id, pack, pack_version,
                channel, customer, description, customer_request, category, severity, region,
                first_contact_staff, status, received_at, correlation_id, event_time,
-               event_place, product, attachments, submission_id)
+               event_place, product, attachments, submission_id, confidentiality)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
-                   $18, $19, $20, $21, $22)""",
+                   $18, $19, $20, $21, $22, $23)""",
         event.complaint_no,
         year,
         ordinal,
@@ -102,6 +106,7 @@ async def insert_complaint(
         event.product.model_dump_json() if event.product else None,
         json.dumps([a.model_dump(mode="json") for a in event.attachments]),
         event.submission_id,
+        event.confidentiality.value,
     )
 
 
@@ -109,7 +114,7 @@ async def lock_case(conn: DbConnection, complaint_no: str) -> CaseRow | None:
     """The case, locked until the transaction ends so actions on it are serialised."""
     row = await conn.fetchrow(
         """SELECT complaint_no, branch_id, pack, status, held_from, round, sequence,
-                  correlation_id, assignee_id
+                  correlation_id, department, assignee_id, confidentiality
            FROM complaints WHERE complaint_no = $1 FOR UPDATE""",
         complaint_no,
     )
@@ -124,7 +129,9 @@ async def lock_case(conn: DbConnection, complaint_no: str) -> CaseRow | None:
         round=row["round"],
         sequence=row["sequence"],
         correlation_id=row["correlation_id"],
+        department=row["department"],
         assignee_id=row["assignee_id"],
+        confidentiality=Confidentiality(row["confidentiality"]),
     )
 
 
@@ -189,3 +196,21 @@ async def case_view(conn: DbConnection, complaint_no: str) -> dict[str, Any] | N
             view[column] = json.loads(view[column])
     view["history"] = [{**dict(h), "details": json.loads(h["details"])} for h in history]
     return view
+
+
+async def record_read(conn: DbConnection, read: CustomerRecordRead) -> None:
+    await conn.execute(
+        """INSERT INTO record_reads (event_id, complaint_no, branch_id, reader, reader_roles,
+               reason, outcome, contacts_shown, correlation_id, read_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)""",
+        read.event_id,
+        read.complaint_no,
+        read.branch_id,
+        read.reader,
+        list(read.reader_roles),
+        read.reason,
+        read.outcome,
+        read.contacts_shown,
+        read.correlation_id,
+        read.occurred_at,
+    )

@@ -43,15 +43,17 @@ _SUPERVISING = ("supervisor", "team-lead", "section-chief", "duty-manager")
 
 def access_of(pack: PolicyPack, member: Staff) -> tuple[Role, tuple[str, ...]]:
     """A pack member's access role and departments, from the business role the pack
-    gives them: a general manager or deputy manages the whole branch, a department's head
-    manages that department, supervisors and team leads supervise it, everyone else works
+    gives them: a general manager or deputy manages the whole branch, supervisors and team
+    leads supervise their department, a department's head manages it, everyone else works
     its cases as an agent."""
     if any(title in member.role for title in _BRANCH_WIDE):
         return Role.MANAGER, (ALL,)
-    if member.id in {department.head for department in pack.departments}:
-        return Role.MANAGER, (member.department,)
+    # Before the heads: a supervisor who heads the complaint desk (the hotel's front-office
+    # supervisor) works cases and calls customers back, so keeps a supervisor's access.
     if any(title in member.role for title in _SUPERVISING):
         return Role.SUPERVISOR, (member.department,)
+    if member.id in {department.head for department in pack.departments}:
+        return Role.MANAGER, (member.department,)
     return Role.AGENT, (member.department,)
 
 

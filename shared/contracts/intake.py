@@ -12,7 +12,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import ClassVar, Literal
 
-from pydantic import AwareDatetime, Field
+from pydantic import AwareDatetime, Field, field_validator
 
 from shared.contracts.base import Event
 from shared.contracts.submissions import (
@@ -120,8 +120,13 @@ class ComplaintReceived(CaseEvent):
     confidentiality: Confidentiality = Field(
         default=Confidentiality.DEPARTMENT,
         description="Who may read the customer's record (seed 004); events from before "
-        "the field read as department.",
+        "the field, and submissions that did not say, read as department.",
     )
+
+    @field_validator("confidentiality", mode="before")
+    @classmethod
+    def _unsaid_is_department(cls, value: object) -> object:
+        return Confidentiality.DEPARTMENT if value is None else value
 
 
 class ComplaintAcknowledged(CaseEvent):

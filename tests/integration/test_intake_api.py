@@ -19,6 +19,7 @@ from services.intake.app import MIGRATIONS, build_app
 from services.intake.settings import IntakeSettings
 from shared.contracts import ComplaintReceived, decode_event
 from shared.db import apply_migrations
+from tests.support.auth import admin_headers
 from tests.support.db import scalar
 from tests.support.tcp_proxy import TcpProxy
 
@@ -38,7 +39,9 @@ async def intake_client(database_url: str) -> AsyncIterator[httpx.AsyncClient]:
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://intake"
+            transport=httpx.ASGITransport(app=app),
+            base_url="http://intake",
+            headers=admin_headers(),
         ) as client,
     ):
         yield client

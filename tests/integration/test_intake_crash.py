@@ -12,6 +12,7 @@ from services.routing.app import build_app as build_routing
 from shared.contracts import ComplaintReceived, decode_event
 from shared.topics import Topics
 from tests.integration.test_intake_api import submission
+from tests.support.auth import branch_headers
 from tests.support.db import scalar
 from tests.support.infra import Infra
 from tests.support.intake import wait_for
@@ -79,7 +80,9 @@ async def test_intake_killed_mid_load_loses_and_doubles_nothing(
 
     try:
         await asyncio.to_thread(platform.wait_http, "intake", f"{url}/openapi.json")
-        async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+        async with httpx.AsyncClient(
+            base_url=url, timeout=10, headers=branch_headers("hotel-demo")
+        ) as client:
             await asyncio.gather(killer(), *(branch_client(client) for _ in range(CLIENTS)))
 
         async def all_assigned() -> bool:

@@ -8,9 +8,11 @@ import pytest
 from services.intake.cases import feedback_token
 from shared.contracts import decode_event
 from shared.contracts.intake import CaseEvent
+from shared.topics import Topics
 from tests.integration.test_intake_api import intake_client, submission
 
 TOKEN_SECRET = b"development-only-feedback-secret"
+TOPICS = Topics.in_namespace()  # intake_client's
 
 
 def _token(complaint_no: str) -> str:
@@ -109,13 +111,19 @@ async def test_a_case_goes_through_its_life_and_every_step_is_an_event(database_
 
     conn = await asyncpg.connect(database_url)
     try:
-        payloads = await conn.fetch("SELECT payload FROM intake.outbox ORDER BY id")
+        payloads = await conn.fetch(
+            "SELECT payload FROM intake.outbox WHERE topic = $1 ORDER BY id", TOPICS.intake.name
+        )
+        reads = await conn.fetchval(
+            "SELECT count(*) FROM intake.outbox WHERE topic = $1", TOPICS.record_reads.name
+        )
         with pytest.raises(asyncpg.RaiseError, match="append-only"):
             await conn.execute("DELETE FROM intake.case_history")
         with pytest.raises(asyncpg.RaiseError, match="append-only"):
             await conn.execute("UPDATE intake.case_history SET actor = 'someone'")
     finally:
         await conn.close()
+    assert reads == 1  # the view read at the end is audited on its own topic
     events = [decode_event(p["payload"]) for p in payloads]
     assert all(isinstance(e, CaseEvent) for e in events)
     assert [e.event_type for e in events if e] == [h["event_type"] for h in history]

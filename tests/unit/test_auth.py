@@ -300,6 +300,8 @@ def test_dev_credentials_cover_every_demo_branch_and_keep_their_keys(tmp_path: P
     head = tokens.verify(after["staff"]["hotel/hk-manager"]["token"])
     assert head.roles == {Role.MANAGER}
     assert head.departments == {"housekeeping"}
+    supervisor = tokens.verify(after["staff"]["hotel/fo-supervisor"]["token"])
+    assert supervisor.roles == {Role.SUPERVISOR}  # heads front office, and works its cases
     deputy = tokens.verify(after["staff"]["hotel/deputy-gm"]["token"])
     assert deputy.roles == {Role.MANAGER}
     assert deputy.departments == {ALL}
