@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -289,3 +289,28 @@ class CaseFile(BaseModel):
     return_visits: list[ReturnVisitView] = []
     compensation: list[CompensationView] = []
     escalations: list[EscalationView] = []
+
+
+class RecordRead(BaseModel):
+    """One read, or refusal, of a complaint's customer record (seed 004 篇三 第四章)."""
+
+    event_id: uuid.UUID
+    read_at: datetime
+    service: str = Field(description="The service that served or refused it.")
+    reader: str = Field(description="'staff:<id>' or 'branch:<branch id>'.")
+    reader_roles: list[str]
+    reason: str = Field(description="Why, as the reader gave it (X-Access-Reason).")
+    outcome: Literal["read", "refused"]
+    contacts_shown: bool = Field(description="Whether phone and e-mail were shown in clear.")
+    complaint_no: str
+    branch_id: str
+
+
+class RecordReads(BaseModel):
+    """The audit trail of customer-record reads, newest first, a page at a time."""
+
+    reads: list[RecordRead] = Field(description="``limit`` at most.")
+    next_after: str | None = Field(
+        default=None,
+        description="More reads follow: pass this as ``after`` for the next page.",
+    )

@@ -1,11 +1,15 @@
 """Reporting's composition root: projections fed from every topic, the reports, the
-dashboard at ``/`` and its live stream."""
+dashboard at ``/`` and its live stream, the case files and their audit trail. Every
+``/v1`` endpoint asks who is calling (shared/auth/http.py) and shows them only their
+scope (services/reporting/access.py)."""
 
-from __future__ import annotations
+# No ``from __future__ import annotations``: the routes' annotations name this app's own
+# authenticator, which FastAPI must see as an object, not as a name to look up.
 
 import asyncio
 import contextlib
 import re
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -16,13 +20,22 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 import structlog
-from fastapi import Depends, FastAPI, HTTPException, Query, Request, status
+from asyncpg import Record
+from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, status
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, PlainTextResponse, Response
+from pydantic import AwareDatetime
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from services.reporting import queries, reports, rollups
+from services.reporting import audit, queries, reports, rollups
+from services.reporting.access import (
+    audited_branches,
+    case_scope,
+    header_text,
+    missing_filter,
+    reader_roles,
+)
 from services.reporting.api import (
     CaseFile,
     ComplaintRateRow,
@@ -30,6 +43,7 @@ from services.reporting.api import (
     Dashboard,
     LateCase,
     MonthlyReport,
+    RecordReads,
     ResponseTimes,
     SatisfactionReport,
     SlaReport,
@@ -40,6 +54,18 @@ from services.reporting.csv_export import monthly_csv, rows_of, to_csv
 from services.reporting.projections import CHANGED_CHANNEL, SWAP_LOCK, apply_events
 from services.reporting.reports import Filters
 from services.reporting.settings import ReportingSettings
+from shared.auth.access import (
+    Caller,
+    NarrowingNeededError,
+    OutOfScopeError,
+    StaffCaller,
+    can_read_audit,
+    can_read_record,
+    can_read_reports,
+    can_see,
+    report_scope,
+)
+from shared.auth.http import Authenticator, document_auth_refusals, forbidden
 from shared.consumer import subscribe_events
 from shared.consumer_app import PoolHolder, new_broker
 from shared.contracts import Event
@@ -54,7 +80,7 @@ SCHEMA = "reporting"
 MIGRATIONS = Path(__file__).parent / "migrations"
 STATIC = Path(__file__).parent / "static"
 PUBLISHES: tuple[str, ...] = ()
-SUBSCRIBES_TO = ("intake", "routing", "sla", "notify")
+SUBSCRIBES_TO = ("intake", "routing", "sla", "notify", "record-reads")
 # Live dashboards are sent at most this often, however fast events arrive.
 STREAM_INTERVAL_SECONDS = 1.0
 STREAM_KEEPALIVE_SECONDS = 15.0
@@ -62,7 +88,21 @@ STREAM_KEEPALIVE_SECONDS = 15.0
 # thousands, more than a screen or a quick answer wants.
 MONTHLY_PAGE = 1000
 MONTHLY_PAGE_MAX = 10000
+AUDIT_PAGE = 100
+AUDIT_PAGE_MAX = 1000
 COMPLAINT_NO = re.compile(r"\d{9,}")
+EARLIEST_AS_OF = datetime.min.replace(tzinfo=UTC) + timedelta(days=7)
+# PostgreSQL's text holds no NUL: a value with one is refused as invalid, not a 500.
+TEXT = r"^[^\x00]*$"
+PROBLEM = {
+    "application/json": {
+        "schema": {
+            "type": "object",
+            "properties": {"detail": {"type": "string"}},
+            "required": ["detail"],
+        }
+    }
+}
 
 log = structlog.get_logger("reporting")
 
@@ -101,9 +141,9 @@ class Changes:
 
 def filters(
     request: Request,
-    branch_id: Annotated[str | None, Query(max_length=100)] = None,
-    pack: Annotated[str | None, Query(max_length=100)] = None,
-    department: Annotated[str | None, Query(max_length=100)] = None,
+    branch_id: Annotated[str | None, Query(max_length=100, pattern=TEXT)] = None,
+    pack: Annotated[str | None, Query(max_length=100, pattern=TEXT)] = None,
+    department: Annotated[str | None, Query(max_length=100, pattern=TEXT)] = None,
     date_from: Annotated[date | None, Query(description="First received day.")] = None,
     date_to: Annotated[date | None, Query(description="Last received day.")] = None,
 ) -> Filters:
@@ -117,12 +157,28 @@ def filters(
     )
 
 
-Scope = Annotated[Filters, Depends(filters)]
 FormatQuery = Annotated[Format, Query(description="json (default) or csv.")]
 
 
 def build_app(settings: ReportingSettings) -> FastAPI:
     configure_logging("reporting", settings.log_level)
+    # At build time: missing credentials stop start-up rather than leave the API open.
+    authenticator = Authenticator.from_settings(settings)
+    Authenticated = Annotated[Caller, Depends(authenticator)]  # noqa: N806 (a type alias)
+
+    async def scoped(
+        caller: Authenticated, wanted: Annotated[Filters, Depends(filters)]
+    ) -> Filters:
+        return _within_scope(caller, wanted)
+
+    async def auditor(caller: Authenticated) -> StaffCaller:
+        if not can_read_audit(caller):
+            raise forbidden("the audit trail of record reads is for auditors")
+        assert isinstance(caller, StaffCaller)  # can_read_audit admits staff only
+        return caller
+
+    Scope = Annotated[Filters, Depends(scoped)]  # noqa: N806 (a type alias)
+    Auditor = Annotated[StaffCaller, Depends(auditor)]  # noqa: N806 (a type alias)
     topics = Topics.in_namespace(settings.complaints_topic_namespace)
     packs = LivePacks(settings.policy_packs_dir)
     holder = PoolHolder()
@@ -175,7 +231,9 @@ def build_app(settings: ReportingSettings) -> FastAPI:
         description="Case files, statistics and the seeds' daily, weekly and monthly reports, "
         "projected from the platform's events. Every report takes the filters branch_id, "
         "pack, department, date_from and date_to (received days, REPORT_TIMEZONE) and "
-        "format=csv.",
+        "format=csv, within the caller's scope. Every operation needs a branch API key "
+        "(X-Api-Key) or a staff token (Bearer); a case file also a reason (X-Access-Reason), "
+        "and every read of one is audited (GET /v1/audit/record-reads).",
         lifespan=lifespan,
     )
     answer_503_when_database_down(app, "The reporting database is unavailable. Retry shortly.")
@@ -199,8 +257,15 @@ def build_app(settings: ReportingSettings) -> FastAPI:
     def today() -> date:
         return datetime.now(ZoneInfo(settings.report_timezone)).date()
 
+    out_of_scope: dict[int | str, dict[str, Any]] = {
+        404: {
+            "description": "A branch or department outside the caller's scope.",
+            "content": PROBLEM,
+        }
+    }
     csv_responses: dict[int | str, dict[str, Any]] = {
-        200: {"content": {"text/csv": {"schema": {"type": "string"}}}}
+        200: {"content": {"text/csv": {"schema": {"type": "string"}}}},
+        **out_of_scope,
     }
 
     @app.get("/v1/reports/summary", response_model=Summary, responses=csv_responses)
@@ -212,7 +277,8 @@ def build_app(settings: ReportingSettings) -> FastAPI:
         ] = None,
         format: FormatQuery = "json",
     ) -> Any:
-        report = await read(request, lambda conn: reports.summary(conn, scope, as_of))
+        moment = None if as_of is None else _as_of(as_of)
+        report = await read(request, lambda conn: reports.summary(conn, scope, moment))
         return answer(report, format, "summary")
 
     @app.get("/v1/reports/sla", response_model=SlaReport, responses=csv_responses)
@@ -348,12 +414,12 @@ def build_app(settings: ReportingSettings) -> FastAPI:
             late_cases=late_cases,
         )
 
-    @app.get("/v1/reports/dashboard", response_model=Dashboard)
+    @app.get("/v1/reports/dashboard", response_model=Dashboard, responses=out_of_scope)
     async def get_dashboard(request: Request, scope: Scope) -> Dashboard:
         """Everything the dashboard shows, in one read."""
         return await dashboard(request, scope)
 
-    @app.get("/v1/stream", response_class=EventSourceResponse)
+    @app.get("/v1/stream", response_class=EventSourceResponse, responses=out_of_scope)
     async def stream(request: Request, scope: Scope) -> EventSourceResponse:
         """Server-sent events: ``dashboard`` with the Dashboard JSON, on connect and after
         each change to the projections (at most once a second)."""
@@ -377,22 +443,142 @@ def build_app(settings: ReportingSettings) -> FastAPI:
     @app.get(
         "/v1/cases/{complaint_no}",
         response_model=CaseFile,
-        responses={404: {"description": "No such complaint (yet)."}},
+        responses={
+            403: {
+                "description": "The customer record is beyond the caller's clearance.",
+                "content": PROBLEM,
+            },
+            404: {
+                "description": "No such complaint (yet), or none the caller may see.",
+                "content": PROBLEM,
+            },
+        },
     )
     async def get_case(
         request: Request,
         complaint_no: Annotated[str, PathParam(pattern=f"^{COMPLAINT_NO.pattern}$")],
+        caller: Authenticated,
+        reason: Annotated[
+            str,
+            Header(
+                alias="X-Access-Reason",
+                min_length=1,
+                max_length=500,
+                pattern=TEXT,
+                description="Why the customer's record is read: it goes on the audit trail.",
+            ),
+        ],
     ) -> CaseFile:
-        case = await read(request, lambda c: queries.case_file(c, complaint_no))
-        if case is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no complaint {complaint_no}")
-        return case
+        """A customer's record (seed 004): every read, and every refusal of an existing
+        complaint, is on the audit trail before the answer leaves."""
+        pool: asyncpg.Pool = request.app.state.pool
+        async with pool.acquire() as conn:
+            case = await open_case(conn, caller, complaint_no, header_text(reason))
+            return await queries.case_file(conn, case)
 
+    async def open_case(
+        conn: DbConnection, caller: Caller, complaint_no: str, reason: str
+    ) -> Record:
+        """The case's row if ``caller`` may read its record; the read or the refusal
+        audited and committed either way (a complaint that does not exist has no trail)."""
+        async with conn.transaction():
+            # A rebuild carries the trail over to its fresh schema holding this lock
+            # exclusively: no entry may land in the old schema after it has.
+            await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", SWAP_LOCK)
+            case = await queries.case_row(conn, complaint_no)
+            if case is None:
+                raise _no_complaint(complaint_no)
+            scope = case_scope(case, packs.current)
+            readable = can_read_record(caller, scope)
+            entry = _read_entry(caller, case, reason, "read" if readable else "refused")
+            await audit.record(conn, [entry])
+        if readable:
+            return case
+        if can_see(caller, scope):
+            raise forbidden(
+                f"complaint {complaint_no}'s customer record is {scope.confidentiality} "
+                "confidential: your roles do not clear you to read it"
+            )
+        raise _no_complaint(complaint_no)
+
+    @app.get("/v1/audit/record-reads", response_model=RecordReads)
+    async def get_record_reads(
+        request: Request,
+        caller: Auditor,
+        complaint_no: Annotated[
+            str | None, Query(pattern=f"^{COMPLAINT_NO.pattern}$", description="One complaint's.")
+        ] = None,
+        reader: Annotated[
+            str | None,
+            Query(
+                max_length=200,
+                pattern=TEXT,
+                description="One reader's: 'staff:<id>' or 'branch:<id>'.",
+            ),
+        ] = None,
+        since: Annotated[AwareDatetime | None, Query(description="Read at or after.")] = None,
+        until: Annotated[AwareDatetime | None, Query(description="Read before.")] = None,
+        limit: Annotated[int, Query(ge=1, le=AUDIT_PAGE_MAX)] = AUDIT_PAGE,
+        after: Annotated[
+            str | None, Query(description="The previous page's next_after: the reads after it.")
+        ] = None,
+    ) -> RecordReads:
+        """The audit trail of customer-record reads and refusals, intake's and reporting's,
+        newest first: the auditor's branches only, a page at a time (``next_after``)."""
+        query = audit.ReadsQuery(
+            limit=limit,
+            branches=audited_branches(caller),
+            complaint_no=complaint_no,
+            reader=reader,
+            since=None if since is None else _instant("since", since),
+            until=None if until is None else _instant("until", until),
+            after=None if after is None else _audit_after(after),
+        )
+        return await read(request, lambda c: audit.record_reads(c, query))
+
+    document_auth_refusals(app)
     return app
 
 
 def create_app() -> FastAPI:
     return build_app(ReportingSettings())
+
+
+def _within_scope(caller: Caller, wanted: Filters) -> Filters:
+    """The filters a report runs with for ``caller``, who must be allowed reports."""
+    if not can_read_reports(caller):
+        raise forbidden("reports are for supervisors, managers, auditors and branch systems")
+    try:
+        branch_id, department = report_scope(caller, wanted.branch_id, wanted.department)
+    except OutOfScopeError as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
+    except NarrowingNeededError as exc:
+        raise _query_error(missing_filter(caller, wanted.branch_id), None, str(exc)) from None
+    return replace(wanted, branch_id=branch_id, department=department)
+
+
+def _no_complaint(complaint_no: str) -> HTTPException:
+    """The same answer whether the complaint does not exist or is out of the caller's
+    scope, so that numbers cannot be probed."""
+    return HTTPException(status.HTTP_404_NOT_FOUND, f"no complaint {complaint_no}")
+
+
+def _read_entry(
+    caller: Caller, case: Record, reason: str, outcome: audit.Outcome
+) -> audit.ReadEntry:
+    return audit.ReadEntry(
+        event_id=uuid.uuid4(),
+        read_at=datetime.now(UTC),
+        service="reporting",
+        reader=caller.name,
+        reader_roles=reader_roles(caller),
+        reason=reason,
+        outcome=outcome,
+        # Reporting keeps contacts masked (projections.timeline_details): never in clear.
+        contacts_shown=False,
+        complaint_no=case["complaint_no"],
+        branch_id=case["branch_id"],
+    )
 
 
 def _query_error(name: str, value: str | None, message: str) -> RequestValidationError:
@@ -411,4 +597,35 @@ def _monthly_after(value: str) -> tuple[datetime, str]:
         moment = None
     if moment is None or moment.tzinfo is None or not COMPLAINT_NO.fullmatch(complaint_no):
         raise _query_error("after", value, f"after {value!r} is not a next_after value")
-    return moment, complaint_no
+    return _instant("after", moment), complaint_no
+
+
+def _audit_after(value: str) -> tuple[datetime, uuid.UUID]:
+    """An audit page's ``next_after``: the last read listed, ``read_at|event_id``."""
+    read_at, _, event_id = value.partition("|")
+    try:
+        moment = datetime.fromisoformat(read_at)
+        listed = uuid.UUID(event_id)
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise _query_error("after", value, f"after {value!r} is not a next_after value")
+    return _instant("after", moment), listed
+
+
+def _as_of(moment: datetime) -> datetime:
+    """An as-of summary's moment: its backlog's ages count back a week from it, which the
+    first week of year 1 cannot."""
+    instant = _instant("as_of", moment)
+    if instant < EARLIEST_AS_OF:
+        raise _query_error("as_of", moment.isoformat(), f"as_of must be after {EARLIEST_AS_OF}")
+    return instant
+
+
+def _instant(name: str, moment: datetime) -> datetime:
+    """``moment`` in UTC, as the database takes it; a time whose UTC falls outside the
+    years 1 to 9999 (9999-12-31T23:00-05:00) is refused like any other bad value."""
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise _query_error(name, moment.isoformat(), f"{name} is out of range") from None

@@ -20,7 +20,7 @@ from typing import Any
 
 import asyncpg
 
-from services.reporting import rollups
+from services.reporting import audit, rollups
 from shared.contracts import (
     CaseEvent,
     ClockBreached,
@@ -38,6 +38,7 @@ from shared.contracts import (
     NotificationFailed,
     NotificationUnconfirmed,
 )
+from shared.contracts.audit import CustomerRecordRead
 from shared.contracts.intake import (
     CompensationRecorded,
     ComplaintAcknowledged,
@@ -134,7 +135,7 @@ class EventBatch:
             rows = _Rows(event for event_id, event in self._events.items() if event_id not in known)
         new = len(self._events) - len(known)
         if new:
-            if notify:
+            if notify and rows.changes_reports:
                 await conn.execute("SELECT pg_notify($1, '')", CHANGED_CHANNEL)
             await rows.write(conn, derive=not bulk)
         return new
@@ -210,6 +211,7 @@ class _Case:
             received.customer.type.value if received else None,
             received.first_contact_staff if received else None,
             received.received_at if received else None,
+            received.confidentiality.value if received else None,
             assigned.department if assigned else None,
             assignee.staff_id if assignee else None,
             assignee.name if assignee else None,
@@ -229,13 +231,13 @@ class _Case:
 _UPSERT_CASES = """
 INSERT INTO cases AS c (complaint_no, branch_id, status, round, intake_sequence, pack,
     category, channel, severity, region, customer_type, first_contact_staff, received_at,
-    department, assignee_id, assignee_name, assigned_at, first_contact_at, decided_at,
-    not_upheld, closed_at, reopened, status_at)
+    confidentiality, department, assignee_id, assignee_name, assigned_at, first_contact_at,
+    decided_at, not_upheld, closed_at, reopened, status_at)
 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::int[], $6::text[],
     $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[],
-    $13::timestamptz[], $14::text[], $15::text[], $16::text[], $17::timestamptz[],
-    $18::timestamptz[], $19::timestamptz[], $20::bool[], $21::timestamptz[], $22::int[],
-    $23::timestamptz[])
+    $13::timestamptz[], $14::text[], $15::text[], $16::text[], $17::text[],
+    $18::timestamptz[], $19::timestamptz[], $20::timestamptz[], $21::bool[],
+    $22::timestamptz[], $23::int[], $24::timestamptz[])
 ON CONFLICT (complaint_no) DO UPDATE SET
     status = CASE WHEN c.intake_sequence < EXCLUDED.intake_sequence
                   THEN EXCLUDED.status ELSE c.status END,
@@ -256,6 +258,8 @@ ON CONFLICT (complaint_no) DO UPDATE SET
     first_contact_staff = CASE WHEN EXCLUDED.received_at IS NULL
                                THEN c.first_contact_staff ELSE EXCLUDED.first_contact_staff END,
     received_at = COALESCE(EXCLUDED.received_at, c.received_at),
+    confidentiality = CASE WHEN EXCLUDED.received_at IS NULL
+                           THEN c.confidentiality ELSE EXCLUDED.confidentiality END,
     department = CASE WHEN c.assigned_at <= EXCLUDED.assigned_at
                            OR (c.assigned_at IS NULL AND EXCLUDED.assigned_at IS NOT NULL)
                       THEN EXCLUDED.department ELSE c.department END,
@@ -465,6 +469,10 @@ class _Rows:
         self.clock_changes: list[tuple[int, ClockEvent]] = []
         self.notifications: dict[uuid.UUID, tuple[NotificationEvent, NotificationEvent]] = {}
         self.service_volumes: dict[tuple[str, date], ServiceVolumeRecorded] = {}
+        self.record_reads: list[audit.ReadEntry] = []
+        # Whether the reports may read otherwise: the audit trail is not in them, and
+        # live dashboards need not recount for it.
+        self.changes_reports = False
         self.rows: dict[_EventTable, list[tuple[Any, ...]]] = {
             table: []
             for table in (
@@ -478,8 +486,10 @@ class _Rows:
             )
         }
         for position, event in enumerate(events):
-            for step in _steps(type(event)):
+            kind = type(event)
+            for step in _steps(kind):
                 step(self, position, event)
+            self.changes_reports = self.changes_reports or kind is not CustomerRecordRead
         self.cases_columns = _columns([case.row(no) for no, case in self.cases.items()])
         self.notifications_columns = _columns(
             [_notification_row(first, last) for first, last in self.notifications.values()]
@@ -640,6 +650,9 @@ class _Rows:
             (event.event_id, event.complaint_no, event.clock_id, event.due_at)
         )
 
+    def _record_read(self, _: int, event: CustomerRecordRead) -> None:
+        self.record_reads.append(audit.ReadEntry.of(event))
+
     def _notification(self, _: int, event: NotificationEvent) -> None:
         first = self.notifications.get(event.notification_id, (event, event))[0]
         self.notifications[event.notification_id] = (first, event)
@@ -651,6 +664,7 @@ class _Rows:
         await _execute(conn, _UPSERT_SERVICE_VOLUMES, self.service_volumes_columns)
         for table, rows in self.rows.items():
             await table.write(conn, rows)
+        await audit.record(conn, self.record_reads)
         if derive and (compensated := {row[1] for row in self.rows[_COMPENSATION]}):
             # After the cases' rows: the totals land on them (migration 009).
             await conn.execute("SELECT count_compensation($1)", sorted(compensated))
@@ -687,6 +701,9 @@ def _steps(kind: type[Event]) -> tuple[_Step, ...]:
     pydantic models (their metaclass is an ABCMeta) costs more than sorting the event."""
     if issubclass(kind, ServiceVolumeRecorded):
         return (_Rows._service_volume,)  # not about a case: no timeline
+    if issubclass(kind, CustomerRecordRead):
+        # Who read a case is for auditors, not for its timeline, which readers see.
+        return (_Rows._record_read,)
     steps: list[tuple[type[Event] | tuple[type[Event], ...], _Step]] = [
         (Event, _Rows._timeline),
         (CaseEvent, _Rows._status),

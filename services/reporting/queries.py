@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from asyncpg import Record
+
 from services.reporting.api import (
     AssigneeView,
     AssignmentView,
@@ -20,10 +22,14 @@ from services.reporting.api import (
 from shared.db import DbConnection
 
 
-async def case_file(conn: DbConnection, complaint_no: str) -> CaseFile | None:
-    case = await conn.fetchrow("SELECT * FROM cases WHERE complaint_no = $1", complaint_no)
-    if case is None:
-        return None
+async def case_row(conn: DbConnection, complaint_no: str) -> Record | None:
+    """The case's row: what access to it turns on, and the head of its file."""
+    return await conn.fetchrow("SELECT * FROM cases WHERE complaint_no = $1", complaint_no)
+
+
+async def case_file(conn: DbConnection, case: Record) -> CaseFile:
+    """The file of the case whose row is ``case``."""
+    complaint_no = case["complaint_no"]
     clocks = await conn.fetch(
         """SELECT clock_id, name, rule, state, started_at, due_at, target_seconds, calendar,
                   round, return_visit, stopped_at,

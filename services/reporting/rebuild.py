@@ -13,6 +13,11 @@
 3. The consumer goes on where its group's offsets are; what it re-reads is skipped by the
    new schema's inbox, which the rebuild filled.
 
+The audit trail of record reads is not all on the topics: reporting's own case-file reads
+are only in its table (and intake's may outlive the topic's retention). It is carried
+over into the fresh schema, all of it before the lock and what was added since under it
+(case-file reads take the lock shared, so none lands in the old schema afterwards).
+
 Undecodable records (they went to the dead-letter topic when first read) are skipped.
 
 Speed: records are read in large batches, each applied in one transaction with set-based
@@ -29,6 +34,7 @@ import gc
 import sys
 import time
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import asyncpg
 import structlog
@@ -55,6 +61,15 @@ BATCH = 5000
 MODELS = {name.encode(): model for name, model in registered_event_types().items()}
 VERSIONS = {model: str(current_version(model)).encode() for model in MODELS.values()}
 log = structlog.get_logger("reporting.rebuild")
+# The second copy of the audit trail goes back this far before the first one began: a
+# case-file read's transaction, begun before it and committed after, lasts far less, and
+# the service's clock, which stamps the entries, is nowhere near that far from the
+# database's.
+TRAIL_OVERLAP = timedelta(hours=1)
+_TRAIL = (
+    "event_id, read_at, service, reader, reader_roles, reason, outcome, contacts_shown, "
+    "complaint_no, branch_id"
+)
 
 
 @dataclass(frozen=True)
@@ -99,6 +114,8 @@ async def rebuild(settings: ReportingSettings) -> Rebuilt:
         triggers = await _rollup_triggers(swap, fresh)
         await _set_triggers(swap, triggers, enabled=False)
         applied, skipped = await _apply_until_end(consumer, partitions, target, bulk=True)
+        trail_copied_at: datetime = await swap.fetchval("SELECT now()")
+        await _carry_trail_over(swap, fresh)
         for definition in indexes:
             await swap.execute(definition)
         async with target.transaction():
@@ -110,6 +127,7 @@ async def rebuild(settings: ReportingSettings) -> Rebuilt:
             await swap.execute("SELECT pg_advisory_xact_lock($1)", SWAP_LOCK)
             more, more_skipped = await _apply_until_end(consumer, partitions, target, bulk=False)
             applied, skipped = applied + more, skipped + more_skipped
+            await _carry_trail_over(swap, fresh, since=trail_copied_at - TRAIL_OVERLAP)
             await swap.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
             await swap.execute(f"ALTER SCHEMA {fresh} RENAME TO {SCHEMA}")
             # Dashboards read the rebuilt projections once this commits.
@@ -129,6 +147,22 @@ async def rebuild(settings: ReportingSettings) -> Rebuilt:
         events_per_second=round(result.per_second),
     )
     return result
+
+
+async def _carry_trail_over(
+    conn: asyncpg.Connection, fresh: str, since: datetime | None = None
+) -> None:
+    """Copy the live schema's audit trail (the reads at or after ``since``; None: all)
+    into ``fresh``; an entry it has already (intake's, from the topic) is kept once."""
+    if await conn.fetchval("SELECT to_regclass($1)", f"{SCHEMA}.record_reads") is None:
+        return  # a schema from before the trail
+    window, params = ("", []) if since is None else ("WHERE read_at >= $1", [since])
+    await conn.execute(
+        f"""INSERT INTO {fresh}.record_reads ({_TRAIL})
+            SELECT {_TRAIL} FROM {SCHEMA}.record_reads {window}
+            ON CONFLICT (event_id) DO NOTHING""",  # noqa: S608 -- our schema names
+        *params,
+    )
 
 
 async def _set_indexes_aside(conn: asyncpg.Connection, schema: str) -> list[str]:

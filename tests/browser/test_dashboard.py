@@ -3,8 +3,9 @@
 A small FastAPI app stands in for reporting: it serves the real page at /, and fake
 /v1/reports/dashboard, /v1/cases/{no} and /v1/stream (server-sent events) whose payloads
 are built from reporting's own pydantic models, so a change of the contract breaks this
-test. The test pushes dashboard messages down the stream and watches the page follow
-them without reloading.
+test. Like reporting, it answers them only to the staff token the page's token field puts
+in the ``staff_token`` cookie, and the case file only with a reason. The test pushes
+dashboard messages down the stream and watches the page follow them without reloading.
 
 Needs Debian's chromium and chromium-driver (deploy/local/ensure_chromium.sh installs
 them); CHROMIUM_BINARY and CHROMEDRIVER point elsewhere. Without them the test fails.
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import pytest
 import uvicorn
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, Header, HTTPException, Request
 from fastapi.responses import FileResponse, StreamingResponse
 from selenium import webdriver
 from selenium.webdriver.common.by import By
@@ -59,6 +60,8 @@ NOW = datetime(2026, 11, 22, 9, 30, tzinfo=UTC)
 
 FIRST_LATE = "261120003"
 NEW_LATE = "261122004"
+TOKEN = "eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJ0ZXN0In0.c2lnbmF0dXJl"  # its shape; reporting checks it
+REFUSED = "only the record's holder and their managers may read it"
 
 
 # --- Payloads, built from reporting's models ----------------------------------------------
@@ -223,6 +226,8 @@ class Hub:
     def __init__(self, first: Dashboard) -> None:
         self.current = first
         self.cases: dict[str, CaseFile] = {}
+        self.refused: set[str] = set()
+        self.reasons: list[str] = []
         self.stream_queries: list[dict[str, str]] = []
         self.dashboard_queries: list[dict[str, str]] = []
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -272,6 +277,11 @@ def sse(message: Dashboard) -> str:
     return f"event: dashboard\ndata: {message.model_dump_json()}\n\n"
 
 
+def signed_in(request: Request) -> None:
+    if request.cookies.get("staff_token") != TOKEN:
+        raise HTTPException(status_code=401, detail="send a staff token")
+
+
 def fake_reporting(hub: Hub) -> FastAPI:
     app = FastAPI()
 
@@ -281,17 +291,25 @@ def fake_reporting(hub: Hub) -> FastAPI:
 
     @app.get("/v1/reports/dashboard", response_model=Dashboard)
     async def get_dashboard(request: Request) -> Dashboard:
+        signed_in(request)
         hub.dashboard_queries.append(dict(request.query_params))
         return hub.current
 
     @app.get("/v1/cases/{complaint_no}", response_model=CaseFile)
-    async def get_case(complaint_no: str) -> CaseFile:
+    async def get_case(
+        request: Request, complaint_no: str, reason: str = Header(alias="X-Access-Reason")
+    ) -> CaseFile:
+        signed_in(request)
+        hub.reasons.append(reason.encode("latin-1").decode())  # the bytes, as UTF-8
+        if complaint_no in hub.refused:
+            raise HTTPException(status_code=403, detail=REFUSED)
         if complaint_no not in hub.cases:
             raise HTTPException(status_code=404, detail="no such case")
         return hub.cases[complaint_no]
 
     @app.get("/v1/stream")
     async def stream(request: Request) -> StreamingResponse:
+        signed_in(request)
         await hub.wait_open()
         hub.stream_queries.append(dict(request.query_params))
         queue = hub.subscribe()
@@ -366,6 +384,22 @@ def test_dashboard_follows_the_stream(served: Served, browser: webdriver.Chrome)
     hub = served.hub
     browser.get(f"{served.url}/?lang=zh")
 
+    # Without a token the figures are refused, and the page says what to do.
+    wait_text(browser, "#notice", "请输入员工令牌以查看数据。")
+    assert live_state(browser) == "offline"
+    assert not browser.find_element(By.ID, "total").is_displayed()
+    assert text(browser, "#token-state") == "尚未保存令牌。"
+    browser.find_element(By.ID, "f-token").send_keys(TOKEN)
+    browser.find_element(By.ID, "token-save").click()
+    assert browser.get_cookie("staff_token")["value"] == TOKEN
+    assert browser.get_cookie("staff_token")["sameSite"] == "Strict"
+    assert browser.find_element(By.ID, "f-token").get_attribute("value") == ""
+    wait_for(
+        browser,
+        "the notice to go",
+        lambda: not browser.find_element(By.ID, "notice").is_displayed(),
+    )
+
     # The first message: three complaints, one late case, and the stream is live.
     wait_text(browser, "#total", "3")
     wait_for(browser, "the live indicator", lambda: live_state(browser) == "live")
@@ -404,9 +438,17 @@ def test_dashboard_follows_the_stream(served: Served, browser: webdriver.Chrome)
     assert "6.0" in new_row.text
     full_page_screenshot(browser, ARTIFACTS / "dashboard-zh.png")
 
-    # Its complaint number opens the case file in the side panel.
+    # Its complaint number opens the case file in the side panel, once a reason is given
+    # (in Chinese: it travels as its UTF-8 bytes).
     new_row.find_element(By.CSS_SELECTOR, "a").click()
+    reason = browser.find_element(By.ID, "case-reason")
+    assert reason.get_attribute("required") is not None
+    browser.find_element(By.ID, "case-open").click()  # no reason: the form stops it
+    assert hub.reasons == []
+    reason.send_keys("回访客户")
+    browser.find_element(By.ID, "case-open").click()
     wait_text(browser, "#case-status", "escalated")
+    assert hub.reasons == ["回访客户"]
     panel = browser.find_element(By.ID, "case-panel")
     assert panel.is_displayed()
     assert NEW_LATE in text(browser, "#case-title")
@@ -425,6 +467,16 @@ def test_dashboard_follows_the_stream(served: Served, browser: webdriver.Chrome)
     full_page_screenshot(browser, ARTIFACTS / "dashboard-case.png")
     browser.find_element(By.ID, "case-close").click()
     wait_for(browser, "the case panel to close", lambda: not panel.is_displayed())
+
+    # A record beyond the token's clearance: the panel says why, with the last reason kept.
+    hub.refused.add(FIRST_LATE)
+    browser.find_element(
+        By.CSS_SELECTOR, f'#late-cases a[data-complaint-no="{FIRST_LATE}"]'
+    ).click()
+    assert browser.find_element(By.ID, "case-reason").get_attribute("value") == "回访客户"
+    browser.find_element(By.ID, "case-open").click()
+    wait_text(browser, "#case-body .error", f"Your token does not allow this: {REFUSED}")
+    browser.find_element(By.ID, "case-close").click()
 
     # The stream drops: the page says so, reconnects by itself and catches up.
     hub.hold_connections()
@@ -447,5 +499,11 @@ def test_dashboard_follows_the_stream(served: Served, browser: webdriver.Chrome)
     assert wanted in hub.dashboard_queries
     assert "branch_id=hotel-demo" in browser.current_url
     wait_for(browser, "the live indicator", lambda: live_state(browser) == "live")
-
     full_page_screenshot(browser, ARTIFACTS / "dashboard.png")
+
+    # Forgetting the token stops the figures, and the page says so.
+    browser.find_element(By.ID, "token-clear").click()
+    assert browser.get_cookie("staff_token") is None
+    wait_text(browser, "#notice", "Enter your staff token to see the figures.")
+    wait_for(browser, "the stream to stop", lambda: live_state(browser) == "offline")
+    assert not browser.find_element(By.ID, "total").is_displayed()  # nothing left on screen

@@ -1,5 +1,6 @@
 """The real reporting service, on the real broker and database, in headless Chromium: the
-dashboard shows the live counts, and a new complaint appears without a reload."""
+dashboard asks for a staff token and says when one does not allow reports, shows the live
+counts once given one, and a new complaint appears without a reload."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from services.reporting.settings import ReportingSettings
 from shared.topics import Topics
 from tests.browser.chromium import ARTIFACTS, full_page_screenshot, wait_for, wait_text
 from tests.contracts.golden import golden_samples
+from tests.support.auth import staff_token
 from tests.support.infra import Infra
 
 
@@ -72,7 +74,23 @@ async def test_a_new_complaint_appears_on_the_live_dashboard_without_a_reload(
         for number in ("261122101", "261122102"):
             await producer.send_and_wait(topics.intake.name, received(number), key=number.encode())
         browser.get(f"{reporting_url}/?lang=en")
+        wait_text(browser, "#notice", "Enter your staff token to see the figures.")
+        # An agent's token does not allow reports; the hotel's manager's does (its
+        # complaints are the hotel's: golden_samples).
+        use_token(browser, staff_token("hotel/fo-agent"))
+        wait_text(
+            browser,
+            "#notice",
+            "Your token does not allow this: "
+            "reports are for supervisors, managers, auditors and branch systems",
+        )
+        use_token(browser, staff_token("hotel/deputy-gm"))
         wait_text(browser, "#total", "2")
+        wait_for(
+            browser,
+            "the notice to go",
+            lambda: not browser.find_element("id", "notice").is_displayed(),
+        )
         browser.execute_script("window.__marker = 'still here'")
         await producer.send_and_wait(topics.intake.name, received("261122103"), key=b"261122103")
         wait_text(browser, "#total", "3")
@@ -81,3 +99,9 @@ async def test_a_new_complaint_appears_on_the_live_dashboard_without_a_reload(
         full_page_screenshot(browser, ARTIFACTS / "dashboard-live.png")
     finally:
         await producer.stop()
+
+
+def use_token(browser: webdriver.Chrome, token: str) -> None:
+    field = browser.find_element("id", "f-token")
+    field.send_keys(token)
+    browser.find_element("id", "token-save").click()

@@ -7,10 +7,12 @@ from datetime import timedelta
 import asyncpg
 import pytest
 
-from services.reporting import queries, reports, rollups
+from services.reporting import audit, queries, reports, rollups
+from services.reporting.api import CaseFile
 from services.reporting.app import MIGRATIONS, SCHEMA
 from services.reporting.projections import apply_events
-from shared.contracts import Event, decode_event
+from shared.contracts import CustomerRecordRead, Event, decode_event
+from shared.contracts.submissions import Confidentiality
 from shared.db import apply_migrations
 from tests.contracts.golden import golden_samples
 
@@ -32,6 +34,12 @@ async def _project(database_url: str, order: list[str]) -> asyncpg.Connection:
         async with conn.transaction():
             await apply_events(conn, [events[name]])
     return conn
+
+
+async def _case_file(conn: asyncpg.Connection, complaint_no: str) -> CaseFile:
+    case = await queries.case_row(conn, complaint_no)
+    assert case is not None
+    return await queries.case_file(conn, case)
 
 
 async def test_the_case_file_is_the_same_whatever_the_arrival_order_and_redeliveries(
@@ -57,19 +65,17 @@ async def test_the_case_file_is_the_same_whatever_the_arrival_order_and_redelive
     ]
     first = await _project(database_url, in_order)
     try:
-        expected = await queries.case_file(first, "261122001")
+        expected = await _case_file(first, "261122001")
         await first.execute("DROP SCHEMA reporting CASCADE")
     finally:
         await first.close()
     second = await _project(database_url, scrambled)
     try:
-        again = await queries.case_file(second, "261122001")
+        again = await _case_file(second, "261122001")
         summary = await reports.summary(second, reports.Filters())
     finally:
         await second.close()
 
-    assert expected is not None
-    assert again is not None
     # Time remaining is read against the clock of the query; everything else must match.
     moment = {"clocks": {"__all__": {"remaining_seconds"}}}
     assert again.model_dump(exclude=moment) == expected.model_dump(exclude=moment)
@@ -104,7 +110,8 @@ async def test_the_timeline_shows_each_events_payload_with_the_customers_contact
     expected = {
         name: event.model_dump(mode="json", exclude=envelope)
         for name, event in events.items()
-        if name != "ServiceVolumeRecorded"  # not about a case: no timeline
+        # Not about a case, or about who read it (for auditors): no timeline.
+        if name not in ("ServiceVolumeRecorded", "CustomerRecordRead")
     }
     expected["ComplaintReceived"]["customer"].update(email="z***@example.com", phone="***8000")
     assert {row["event_type"]: json.loads(row["details"]) for row in rows} == expected
@@ -126,18 +133,19 @@ async def test_a_large_batch_projects_only_the_events_it_has_not_projected_befor
             assert await apply_events(conn, events) == 0
         timeline = await conn.fetchval("SELECT count(*) FROM case_timeline")
         inbox = await conn.fetchval("SELECT count(*) FROM processed_events")
+        reads = await conn.fetchval("SELECT count(*) FROM record_reads")
     finally:
         await conn.close()
-    assert (timeline, inbox) == (len(events) - 1, len(events))  # volumes have no timeline
+    # Volumes and record reads have no timeline.
+    assert (timeline, inbox, reads) == (len(events) - 2, len(events), 1)
 
 
 async def test_a_failed_notification_shows_its_reason(database_url: str) -> None:
     conn = await _project(database_url, ["ComplaintReceived", "NotificationFailed"])
     try:
-        case = await queries.case_file(conn, "261122001")
+        case = await _case_file(conn, "261122001")
     finally:
         await conn.close()
-    assert case is not None
     (notification,) = case.notifications
     assert notification.status == "failed"
     assert notification.reason == "550 5.1.1 mailbox unavailable"
@@ -150,10 +158,9 @@ async def test_a_notification_shows_its_latest_state_and_every_step_is_in_the_ti
     life = ["ComplaintReceived", "NotificationQueued", "NotificationSent", "NotificationDelivered"]
     conn = await _project(database_url, life)
     try:
-        case = await queries.case_file(conn, "261122001")
+        case = await _case_file(conn, "261122001")
     finally:
         await conn.close()
-    assert case is not None
     (notification,) = case.notifications
     assert (notification.status, notification.to_customer) == ("delivered", True)
     steps = [e.event_type for e in case.timeline if e.event_type.startswith("Notification")]
@@ -210,3 +217,57 @@ async def test_a_duration_bucket_starts_where_the_reports_look_for_its_values(
         assert rollups.bucket_start(row["b"]) <= row["d"] < rollups.bucket_start(row["b"] + 1)
     # Bucket-mates: 0 s and 0.5 s, 31 s and 31.999 s, 32 s and 33 s (two seconds wide).
     assert len({row["b"] for row in buckets}) == len(durations) - 3
+
+
+async def test_a_case_keeps_the_confidentiality_of_its_complaint_whatever_the_order(
+    database_url: str,
+) -> None:
+    events = _golden_events()
+    personal = events["ComplaintReceived"].model_copy(
+        update={"confidentiality": Confidentiality.PERSONAL}
+    )
+    await apply_migrations(database_url, SCHEMA, MIGRATIONS)
+    conn = await asyncpg.connect(database_url, server_settings={"search_path": SCHEMA})
+    try:
+        level = "SELECT confidentiality FROM cases WHERE complaint_no = '261122001'"
+        async with conn.transaction():
+            await apply_events(conn, [events["ComplaintAssigned"]])
+        assert await conn.fetchval(level) is None  # not known before intake's event
+        async with conn.transaction():
+            await apply_events(conn, [personal])
+        assert await conn.fetchval(level) == "personal"
+        async with conn.transaction():
+            await apply_events(conn, [events["ComplaintAssignmentRecorded"]])
+        assert await conn.fetchval(level) == "personal"
+    finally:
+        await conn.close()
+
+
+async def test_a_record_read_from_intake_is_on_the_trail_once(database_url: str) -> None:
+    read = _golden_events()["CustomerRecordRead"]
+    assert isinstance(read, CustomerRecordRead)
+    await apply_migrations(database_url, SCHEMA, MIGRATIONS)
+    conn = await asyncpg.connect(database_url, server_settings={"search_path": SCHEMA})
+    try:
+        # Already there, as a rebuild carries the trail over: the event adds nothing.
+        await audit.record(conn, [audit.ReadEntry.of(read)])
+        for _ in range(2):
+            async with conn.transaction():
+                await apply_events(conn, [read])
+        page = await audit.record_reads(conn, audit.ReadsQuery(limit=10))
+    finally:
+        await conn.close()
+    (entry,) = page.reads
+    assert entry.model_dump() == {
+        "event_id": read.event_id,
+        "read_at": read.occurred_at,
+        "service": "intake",
+        "reader": "staff:fo-supervisor",
+        "reader_roles": ["supervisor"],
+        "reason": "calling the guest back about the room",
+        "outcome": "read",
+        "contacts_shown": True,
+        "complaint_no": "261122001",
+        "branch_id": "hotel-demo",
+    }
+    assert page.next_after is None

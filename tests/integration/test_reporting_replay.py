@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from services.reporting import reports, rollups
 from services.reporting.app import MIGRATIONS
 from services.reporting.projections import apply_events
-from shared.contracts import Event, decode_event
+from shared.contracts import CustomerRecordRead, Event, decode_event
 from shared.db import apply_migrations
 from tests.contracts.golden import golden_samples
 
@@ -56,6 +56,7 @@ LIFE: tuple[tuple[str, dict[str, Any]], ...] = (
         },
     ),
     ("ComplaintEscalated", {"sequence": 7, "status": "escalated"}),
+    ("CustomerRecordRead", {}),
     ("CompensationRecorded", {"sequence": 8, "status": "investigating"}),
     ("DecisionCommunicated", {"sequence": 9, "status": "replied"}),
     ("NotificationQueued", {"notification": DECISION}),
@@ -231,5 +232,9 @@ async def test_any_interleaving_with_redeliveries_in_any_batches_projects_like_t
     if not expected_projection:
         one_by_one = [[event] for event in ORDERLY]
         expected_projection.update(await project(database_url, one_by_one))
-        assert len(expected_projection["case_timeline"]) == len(ORDERLY) - len(LIVES[-1])
+        # Every event is on its case's timeline but the volumes and who read the record.
+        reads = sum(1 for event in ORDERLY if isinstance(event, CustomerRecordRead))
+        assert reads == COMPLAINTS
+        assert len(expected_projection["record_reads"]) == reads
+        assert len(expected_projection["case_timeline"]) == len(ORDERLY) - len(LIVES[-1]) - reads
     assert await project(database_url, batches) == expected_projection

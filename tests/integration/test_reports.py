@@ -499,11 +499,15 @@ async def test_bad_report_parameters_get_a_clear_error(
             ("/v1/reports/monthly", {"after": "2026-11-01T08:00:00|202611010001"}),  # no zone
             ("/v1/reports/monthly", {"after": "2026-11-01T08:00:00+00:00|HT-1"}),
             ("/v1/reports/monthly", {"after": "2026-11-01T08:00:00+00:00"}),  # no number
+            ("/v1/reports/monthly", {"after": "0001-01-01T00:00:00+01:00|202611010001"}),
             ("/v1/reports/monthly", {"limit": "0"}),
             ("/v1/reports/daily", {"day": "yesterday"}),
             ("/v1/reports/summary", {"as_of": "soon"}),
+            ("/v1/reports/summary", {"as_of": "0001-01-01T23:46:59Z"}),  # ages a week back
+            ("/v1/reports/summary", {"as_of": "9999-12-31T23:00:00-05:00"}),  # past year 9999
             ("/v1/reports/summary", {"format": "xml"}),
             ("/v1/reports/late-cases", {"limit": "0"}),
+            ("/v1/reports/summary", {"department": "front\x00office"}),
         ):
             answer = await reporting.get(path, params=params)
             assert answer.status_code == 422, (path, params, answer.text)

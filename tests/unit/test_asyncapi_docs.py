@@ -22,7 +22,7 @@ def test_every_consumed_event_has_a_payload_schema() -> None:
         assert message["payload"]["$ref"].rsplit("/", 1)[1] in schemas
     expected = {
         message_name(model)
-        for role in ("intake", "routing", "sla", "notify")
+        for role in ("intake", "routing", "sla", "notify", "record-reads")
         for model in MESSAGES_BY_TOPIC_ROLE[role]
     }
     assert set(reporting["components"]["messages"]) == expected
