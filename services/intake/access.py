@@ -134,12 +134,6 @@ def clearance_needed(level: Confidentiality) -> str:
     )
 
 
-def reader_roles(caller: Caller) -> tuple[str, ...]:
-    if isinstance(caller, BranchCaller):
-        return ()
-    return tuple(sorted(role.value for role in caller.roles))
-
-
 # Free text a customer or staff member typed: it can hold a phone number or an address
 # ("call me back on 138…") as surely as the contact fields do.
 _FREE_TEXT = ("description", "customer_request", "event_place", "note")
@@ -175,12 +169,3 @@ def _masked_customer_in(record: dict[str, Any]) -> dict[str, Any]:
     if masked.get("email"):
         masked["email"] = mask_email(masked["email"])
     return {**record, "customer": masked}
-
-
-def header_text(value: str) -> str:
-    """A header's text: HTTP carries bytes, which the server reads as Latin-1; a reason
-    given in Chinese arrives as UTF-8 and is read back as such."""
-    try:
-        return value.encode("latin-1").decode("utf-8")
-    except UnicodeError:
-        return value

@@ -33,7 +33,6 @@ from services.intake.access import (
     check_branch_manager,
     check_submitter,
     clearance_needed,
-    header_text,
     sees_branch,
     without_contacts,
 )
@@ -82,7 +81,7 @@ from services.intake.kafka_submissions import subscribe_submissions
 from services.intake.lifecycle import Action, ActionNotAllowedError, CaseState, allowed_actions
 from services.intake.settings import IntakeSettings
 from shared.auth.access import Caller, CaseScope, can_see
-from shared.auth.http import Authenticator, document_auth_refusals
+from shared.auth.http import Authenticator, document_auth_refusals, header_text
 from shared.consumer import subscribe_events
 from shared.consumer_app import new_broker
 from shared.contracts import ComplaintAssigned, Event

@@ -18,10 +18,10 @@ import asyncpg
 import structlog
 
 from services.intake import store
-from services.intake.access import ReadDecision, case_scope, decide_read, reader_roles
+from services.intake.access import ReadDecision, case_scope, decide_read
 from services.intake.lifecycle import Action, CaseState, apply
 from services.intake.numbering import complaint_number, receipt_date
-from shared.auth.access import Caller, CaseScope
+from shared.auth.access import Caller, CaseScope, reader_roles
 from shared.consumer import batch_transaction
 from shared.contracts import ComplaintAssigned, Event
 from shared.contracts.audit import CustomerRecordRead

@@ -29,13 +29,7 @@ from pydantic import AwareDatetime
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from services.reporting import audit, queries, reports, rollups
-from services.reporting.access import (
-    audited_branches,
-    case_scope,
-    header_text,
-    missing_filter,
-    reader_roles,
-)
+from services.reporting.access import audited_branches, case_scope
 from services.reporting.api import (
     CaseFile,
     ComplaintRateRow,
@@ -63,9 +57,10 @@ from shared.auth.access import (
     can_read_record,
     can_read_reports,
     can_see,
+    reader_roles,
     report_scope,
 )
-from shared.auth.http import Authenticator, document_auth_refusals, forbidden
+from shared.auth.http import Authenticator, document_auth_refusals, forbidden, header_text
 from shared.consumer import subscribe_events
 from shared.consumer_app import PoolHolder, new_broker
 from shared.contracts import Event
@@ -553,7 +548,7 @@ def _within_scope(caller: Caller, wanted: Filters) -> Filters:
     except OutOfScopeError as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
     except NarrowingNeededError as exc:
-        raise _query_error(missing_filter(caller, wanted.branch_id), None, str(exc)) from None
+        raise _query_error(exc.parameter, None, str(exc)) from None
     return replace(wanted, branch_id=branch_id, department=department)
 
 

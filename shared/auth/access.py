@@ -84,6 +84,13 @@ class CaseScope:
     confidentiality: Confidentiality
 
 
+def reader_roles(caller: Caller) -> tuple[str, ...]:
+    """The roles an audit entry records: a branch system has none, its name says it all."""
+    if isinstance(caller, BranchCaller):
+        return ()
+    return tuple(sorted(str(role) for role in caller.roles))
+
+
 def can_see(caller: Caller, case: CaseScope) -> bool:
     """Whether the complaint exists for ``caller``: False answers 404."""
     if isinstance(caller, BranchCaller):
@@ -147,7 +154,12 @@ class OutOfScopeError(LookupError):
 
 
 class NarrowingNeededError(ValueError):
-    """The caller sees several branches or departments but not all: the report must name one."""
+    """The caller sees several branches or departments but not all: the report must name one
+    (``parameter``, the query parameter to give)."""
+
+    def __init__(self, message: str, parameter: str) -> None:
+        super().__init__(message)
+        self.parameter = parameter
 
 
 def report_scope(
@@ -179,5 +191,6 @@ def _narrow(scope: frozenset[str], wanted: str | None, what: str, parameter: str
     if len(scope) == 1:
         return next(iter(scope))
     raise NarrowingNeededError(
-        f"you see {len(scope)} {what}s ({', '.join(sorted(scope))}): name one with {parameter}"
+        f"you see {len(scope)} {what}s ({', '.join(sorted(scope))}): name one with {parameter}",
+        parameter,
     )

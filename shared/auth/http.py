@@ -73,6 +73,16 @@ class Authenticator:
             raise _unauthorized(f"the staff token is not valid: {exc}") from exc
 
 
+def header_text(raw: str) -> str:
+    """A header's text. HTTP carries header values as bytes, which the server reads as
+    Latin-1; a reason typed in Chinese can only arrive as its UTF-8 bytes (the dashboard
+    sends it so), so bytes that are valid UTF-8 are read as such. ASCII is unchanged."""
+    try:
+        return raw.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return raw
+
+
 def _unauthorized(detail: str) -> HTTPException:
     return HTTPException(
         status.HTTP_401_UNAUTHORIZED, detail, headers={"WWW-Authenticate": "Bearer"}

@@ -25,6 +25,7 @@ from shared.auth.access import (
     can_read_record,
     can_read_reports,
     can_see,
+    reader_roles,
     report_scope,
     sees_contacts,
 )
@@ -37,6 +38,7 @@ from shared.auth.credentials import (
     new_api_key,
 )
 from shared.auth.dev import generate
+from shared.auth.http import header_text
 from shared.contracts.submissions import Confidentiality
 from shared.settings import REPO_ROOT
 
@@ -225,12 +227,12 @@ def test_branch_keys_are_stored_hashed_and_checked(tmp_path: Path) -> None:
     assert keys.verify("cbk_" + hotel.split("_")[1] + "_guess") is None
 
 
+NO_KEYS = BranchKeys(())
+
+
 @given(st.text(max_size=200))
-def test_no_string_but_an_issued_key_passes(candidate: str) -> None:
-    assert KEYS.verify(candidate) is None
-
-
-KEYS = BranchKeys(())
+def test_no_string_passes_an_empty_key_file(candidate: str) -> None:
+    assert NO_KEYS.verify(candidate) is None
 
 
 def test_a_broken_keys_file_is_refused_with_its_path(tmp_path: Path) -> None:
@@ -307,3 +309,21 @@ def test_dev_credentials_cover_every_demo_branch_and_keep_their_keys(tmp_path: P
     assert deputy.departments == {ALL}
     assert deputy.branches == {"hotel-demo"}
     assert tokens.verify(after["staff"]["auditor"]["token"]).company_wide
+
+
+def test_an_audit_entry_names_a_staff_members_roles_and_none_for_a_branch_system() -> None:
+    assert reader_roles(staff("x", Role.SUPERVISOR, Role.AGENT)) == ("agent", "supervisor")
+    assert reader_roles(HOTEL_BRANCH) == ()
+
+
+@pytest.mark.parametrize(
+    ("raw", "text"),
+    [
+        ("calling the guest back", "calling the guest back"),
+        ("回访客户".encode().decode("latin-1"), "回访客户"),  # UTF-8 bytes, read as Latin-1
+        ("café", "café"),  # Latin-1 that is not UTF-8 stays as sent
+        ("回访", "回访"),  # already text (a test client): unchanged
+    ],
+)
+def test_a_reason_is_read_as_utf8_when_its_bytes_are(raw: str, text: str) -> None:
+    assert header_text(raw) == text
