@@ -9,6 +9,7 @@ start with a namespace (each service's ``COMPLAINTS_TOPIC_NAMESPACE`` setting, d
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
 DEAD_LETTER_SUFFIX = ".dlq"
@@ -90,9 +91,28 @@ class Topics:
         return next(topic for topic in self.all() if topic.role == role)
 
 
-def all_topic_partitions(namespace: str = DEFAULT_NAMESPACE) -> dict[str, int]:
-    """Every topic the platform needs, dead-letter topics included, with its partition count."""
+def partition_counts(setting: str) -> dict[str, int]:
+    """``COMPLAINTS_TOPIC_PARTITIONS``: partition counts by topic role, overriding the
+    defaults above when topics are created, e.g. ``"intake=12 routing=12"``."""
+    roles = {topic.role for topic in Topics.in_namespace().all()}
+    counts: dict[str, int] = {}
+    for item in setting.replace(",", " ").split():
+        role, _, count = item.partition("=")
+        if role not in roles:
+            raise ValueError(f"no topic {role!r} to size: one of {', '.join(sorted(roles))}")
+        if not count.isdigit() or int(count) < 1:
+            raise ValueError(f"{item!r}: give a whole number of partitions, at least 1")
+        counts[role] = int(count)
+    return counts
+
+
+def all_topic_partitions(
+    namespace: str = DEFAULT_NAMESPACE, sizes: Mapping[str, int] | None = None
+) -> dict[str, int]:
+    """Every topic the platform needs, dead-letter topics included, with its partition
+    count: the default, or ``sizes[role]`` (``partition_counts``)."""
     topics = Topics.in_namespace(namespace).all()
-    counts = {topic.name: topic.partitions for topic in topics}
+    sizes = sizes or {}
+    counts = {topic.name: sizes.get(topic.role, topic.partitions) for topic in topics}
     counts.update({topic.dead_letter: DEAD_LETTER_PARTITIONS for topic in topics})
     return counts

@@ -514,9 +514,12 @@ def ensure_platform_topics(bootstrap: str) -> tuple[int, int, int]:
     if str(REPO_ROOT) not in sys.path:
         sys.path.insert(0, str(REPO_ROOT))
     from shared.kafka_admin import ensure_topics
-    from shared.topics import all_topic_partitions
+    from shared.topics import all_topic_partitions, partition_counts
 
-    wanted = all_topic_partitions(os.environ.get("COMPLAINTS_TOPIC_NAMESPACE", "complaints"))
+    wanted = all_topic_partitions(
+        os.environ.get("COMPLAINTS_TOPIC_NAMESPACE", "complaints"),
+        partition_counts(os.environ.get("COMPLAINTS_TOPIC_PARTITIONS", "")),
+    )
     created, grown = asyncio.run(ensure_topics(bootstrap, wanted, wait_seconds=TOPICS_TIMEOUT_S))
     return len(wanted), created, grown
 
