@@ -42,9 +42,10 @@ infra-up: $(STAMP)
 infra-down: $(STAMP)
 	$(DEVSTACK) down --stack $(STACK)
 
+# SCALE="routing=2 notify=3": instances per service (docs/operations.md, "Scaling").
 .PHONY: run
 run: $(STAMP)
-	$(PY) deploy/local/run.py
+	$(PY) deploy/local/run.py --scale "$(SCALE)"
 
 # With `make run` going in another terminal: submissions over HTTP and Kafka, staff
 # actions, feedback, late cases and service volumes from every pack's demo branch.
