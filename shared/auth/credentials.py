@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -30,6 +31,7 @@ KEY_PREFIX = "cbk"
 TOKEN_ISSUER = "complaints-platform"  # noqa: S105 (a name, not a secret)
 TOKEN_AUDIENCE = "complaints-platform"  # noqa: S105 (a name, not a secret)
 _ALGORITHM = "EdDSA"
+_PEM_PUBLIC_KEY = re.compile(rb"-----BEGIN PUBLIC KEY-----.+?-----END PUBLIC KEY-----", re.DOTALL)
 
 
 class CredentialsError(ValueError):
@@ -111,11 +113,16 @@ class _Claims(BaseModel):
 
 
 class StaffTokens:
-    """Checks staff tokens against the issuer's public key."""
+    """Checks staff tokens against the issuer's public keys. The file may hold several
+    PEM keys, one after another: while the issuer rotates its signing key, tokens signed
+    with the old key and with the new one are both accepted (docs/operations.md)."""
 
-    def __init__(self, public_key_pem: bytes) -> None:
+    def __init__(self, public_keys_pem: bytes) -> None:
+        blocks = _PEM_PUBLIC_KEY.findall(public_keys_pem)
+        if not blocks:
+            raise CredentialsError("the staff token public key file holds no PEM public key")
         try:
-            self._key = serialization.load_pem_public_key(public_key_pem)
+            self._keys = [serialization.load_pem_public_key(block) for block in blocks]
         except ValueError as exc:
             raise CredentialsError(f"the staff token public key is not valid: {exc}") from exc
 
@@ -127,18 +134,26 @@ class StaffTokens:
             raise CredentialsError(f"cannot read {path}: {exc.strerror}") from exc
 
     def verify(self, token: str) -> StaffCaller:
+        wrong_key: jwt.InvalidSignatureError | None = None
+        for key in self._keys:
+            try:
+                claims = jwt.decode(
+                    token,
+                    key,  # type: ignore[arg-type]
+                    algorithms=[_ALGORITHM],
+                    audience=TOKEN_AUDIENCE,
+                    issuer=TOKEN_ISSUER,
+                    options={"require": ["exp", "sub", "iss", "aud"]},
+                )
+                break
+            except jwt.InvalidSignatureError as exc:
+                wrong_key = exc
+            except jwt.PyJWTError as exc:
+                raise InvalidTokenError(str(exc)) from exc
+        else:
+            raise InvalidTokenError(str(wrong_key)) from wrong_key
         try:
-            claims = jwt.decode(
-                token,
-                self._key,  # type: ignore[arg-type]
-                algorithms=[_ALGORITHM],
-                audience=TOKEN_AUDIENCE,
-                issuer=TOKEN_ISSUER,
-                options={"require": ["exp", "sub", "iss", "aud"]},
-            )
             parsed = _Claims.model_validate(claims)
-        except jwt.PyJWTError as exc:
-            raise InvalidTokenError(str(exc)) from exc
         except ValidationError as exc:
             raise InvalidTokenError(f"the token's claims are not valid: {exc}") from exc
         return StaffCaller(

@@ -327,3 +327,20 @@ def test_an_audit_entry_names_a_staff_members_roles_and_none_for_a_branch_system
 )
 def test_a_reason_is_read_as_utf8_when_its_bytes_are(raw: str, text: str) -> None:
     assert header_text(raw) == text
+
+
+def test_two_public_keys_accept_tokens_of_either_while_the_issuer_rotates() -> None:
+    old, new, stranger = TokenIssuer.generate(), TokenIssuer.generate(), TokenIssuer.generate()
+    tokens = StaffTokens(old.public_pem() + new.public_pem())
+    assert tokens.verify(old.issue("fo-agent", (Role.AGENT,))).subject == "fo-agent"
+    assert tokens.verify(new.issue("fo-head", (Role.MANAGER,))).subject == "fo-head"
+    with pytest.raises(InvalidTokenError, match="Signature"):
+        tokens.verify(stranger.issue("intruder", (Role.ADMIN,)))
+    expired = new.issue(
+        "fo-agent", (Role.AGENT,), now=datetime.now(UTC) - timedelta(days=1),
+        valid_for=timedelta(hours=1),
+    )  # fmt: skip
+    with pytest.raises(InvalidTokenError, match="expired"):
+        tokens.verify(expired)
+    with pytest.raises(CredentialsError, match="no PEM public key"):
+        StaffTokens(b"not a key")
