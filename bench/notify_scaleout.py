@@ -66,6 +66,7 @@ async def one_run(args: argparse.Namespace, sink: str, instances: int) -> dict[s
         "RATE_LIMIT_SMS": "1000000",
         "POLL_SECONDS": "0.1",
         "LOG_LEVEL": "WARNING",
+        "OPS_PORT": "0",  # several instances: ops endpoints on free ports
     }
     processes = [
         await asyncio.create_subprocess_exec(

@@ -606,6 +606,8 @@ def service_env(kafka: str, database_url: str, namespace: str) -> dict[str, str]
         "KAFKA_BOOTSTRAP_SERVERS": kafka,
         "DATABASE_URL": database_url,
         "COMPLAINTS_TOPIC_NAMESPACE": namespace,
+        # Several instances of a service run side by side: ops endpoints on free ports.
+        "OPS_PORT": "0",
     }
 
 

@@ -20,7 +20,11 @@ batch is handled in one database transaction: handlers that open theirs with
 event (and a ``handle_many`` handler takes the whole batch in one call). If any
 message of the batch fails, the batch is rolled back and its messages are handled
 again one at a time, each in its own transaction, where the rules above pick out
-the culprit.
+the culprit. What must happen only once a handler's work is kept (a metric counted)
+waits for the commit with ``after_commit``.
+
+Each message is handled in a span that continues its producer's trace
+(shared/tracing.py), so what the handler publishes carries the trace on.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from faststream.message import StreamMessage
 from shared.contracts import Event, RejectedMessageError, decode_event
 from shared.db import DbConnection, is_connection_error
 from shared.topics import DEAD_LETTER_SUFFIX, Topic
+from shared.tracing import handling
 
 log = structlog.get_logger(__name__)
 
@@ -54,6 +59,7 @@ POISON_ATTEMPTS = 3
 BATCH_RECORDS = 500
 
 _batch_connection: ContextVar[DbConnection | None] = ContextVar("batch_connection", default=None)
+_on_commit: ContextVar[list[Callable[[], None]] | None] = ContextVar("on_commit", default=None)
 
 # Kafka's max.poll.interval.ms, unless the broker's service set its own (new_broker): the
 # subscriber is declared where the settings are not at hand.
@@ -73,8 +79,29 @@ async def batch_transaction(pool: asyncpg.Pool) -> AsyncIterator[DbConnection]:
     if shared is not None:
         yield shared
         return
-    async with pool.acquire() as conn, conn.transaction():
-        yield conn
+    actions: list[Callable[[], None]] = []
+    token = _on_commit.set(actions)
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            yield conn
+    finally:
+        _on_commit.reset(token)
+    _run(actions)
+
+
+def after_commit(action: Callable[[], None]) -> None:
+    """Run ``action`` once the ``batch_transaction`` it is called in (the batch's, inside
+    one) has committed; never for one rolled back, which a batch handled again one
+    message at a time would otherwise count twice."""
+    actions = _on_commit.get()
+    if actions is None:
+        raise RuntimeError("after_commit is for work inside a batch_transaction")
+    actions.append(action)
+
+
+def _run(actions: list[Callable[[], None]]) -> None:
+    for action in actions:
+        action()
 
 
 MessageT = TypeVar("MessageT")
@@ -154,7 +181,10 @@ def subscribe(
     """
 
     async def handle_alone(record: ConsumerRecord[bytes, bytes], message: MessageT) -> None:
-        with structlog.contextvars.bound_contextvars(**log_context(message)):
+        with (
+            handling(record.topic, record.headers),
+            structlog.contextvars.bound_contextvars(**log_context(message)),
+        ):
             for attempt in range(1, POISON_ATTEMPTS + 1):
                 try:
                     await handle(message)
@@ -177,18 +207,23 @@ def subscribe(
         database: asyncpg.Pool, batch: list[tuple[ConsumerRecord[bytes, bytes], MessageT]]
     ) -> bool:
         """True when the whole batch committed; False when it must go one by one."""
+        actions: list[Callable[[], None]] = []
         try:
             async with database.acquire() as conn, conn.transaction():
-                token = _batch_connection.set(conn)
+                tokens = _batch_connection.set(conn), _on_commit.set(actions)
                 try:
                     if handle_many is not None:
                         await handle_many([message for _, message in batch])
                     else:
-                        for _, message in batch:
-                            with structlog.contextvars.bound_contextvars(**log_context(message)):
+                        for record, message in batch:
+                            with (
+                                handling(record.topic, record.headers),
+                                structlog.contextvars.bound_contextvars(**log_context(message)),
+                            ):
                                 await handle(message)
                 finally:
-                    _batch_connection.reset(token)
+                    _batch_connection.reset(tokens[0])
+                    _on_commit.reset(tokens[1])
         except Exception as exc:
             if _is_transient(exc):
                 log.warning("infrastructure unavailable, redelivering", error=repr(exc))
@@ -196,6 +231,7 @@ def subscribe(
                 raise
             log.info("batch failed, handling its messages one by one", error=repr(exc))
             return False
+        _run(actions)
         return True
 
     async def on_batch(_: object, msg: KafkaMessage) -> None:

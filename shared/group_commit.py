@@ -5,14 +5,16 @@ holds a row lock across it, which capped intake at one complaint per flush. Inst
 arrives while a transaction commits goes into the next one. A unit that fails (other
 than by a refusal made before it writes anything) takes its batch down with it; the
 batch is then run again one unit at a time, so one bad unit never costs the others
-theirs.
+theirs. Each unit runs in its caller's context (``contextvars``): what it logs and the
+trace it enqueues under are its caller's, not those of whoever started the committer.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+import contextvars
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -21,14 +23,15 @@ import asyncpg
 from shared.db import DbConnection
 
 T = TypeVar("T")
-Unit = Callable[[DbConnection], Awaitable[T]]
+Unit = Callable[[DbConnection], Coroutine[Any, Any, T]]
 
 
 @dataclass
 class _Waiting(Generic[T]):
-    unit: Callable[[DbConnection], Awaitable[T]]
-    alone: Callable[[], Awaitable[T]]
+    unit: Unit[T]
+    alone: Callable[[], Coroutine[Any, Any, T]]
     done: asyncio.Future[T]
+    context: contextvars.Context
 
 
 class GroupCommit:
@@ -48,13 +51,15 @@ class GroupCommit:
         self._arrived = asyncio.Event()
         self._committer: asyncio.Task[None] | None = None
 
-    async def run(self, unit: Unit[T], alone: Callable[[], Awaitable[T]]) -> T:
+    async def run(self, unit: Unit[T], alone: Callable[[], Coroutine[Any, Any, T]]) -> T:
         """``unit``'s result once committed with others; ``alone`` is the same work in a
         transaction of its own, for when the shared one fails."""
         if self._committer is None:
-            self._committer = asyncio.create_task(self._commit_forever(), name="group-commit")
+            self._committer = asyncio.create_task(
+                self._commit_forever(), name="group-commit", context=contextvars.Context()
+            )
         done: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._waiting.append(_Waiting(unit, alone, done))
+        self._waiting.append(_Waiting(unit, alone, done, contextvars.copy_context()))
         self._arrived.set()
         return await done
 
@@ -92,14 +97,14 @@ class GroupCommit:
         self, conn: DbConnection, waiting: _Waiting[T]
     ) -> tuple[T | None, Exception | None]:
         try:
-            return await waiting.unit(conn), None
+            return await asyncio.create_task(waiting.unit(conn), context=waiting.context), None
         except self._refusals as refusal:
             return None, refusal
 
     @staticmethod
     async def _alone(waiting: _Waiting[Any]) -> None:
         try:
-            result = await waiting.alone()
+            result = await asyncio.create_task(waiting.alone(), context=waiting.context)
         except Exception as exc:
             if not waiting.done.done():
                 waiting.done.set_exception(exc)

@@ -1,7 +1,8 @@
 """structlog JSON logging with the complaint number and correlation id on each line.
 
 Handlers bind ``complaint_no`` and ``correlation_id`` with
-``structlog.contextvars.bound_contextvars``; every log call inside inherits them.
+``structlog.contextvars.bound_contextvars``; every log call inside inherits them, and the
+``trace_id`` of the span it runs in (shared/tracing.py).
 A last processor masks e-mail addresses and phone numbers wherever they appear.
 """
 
@@ -15,6 +16,7 @@ from typing import Any
 import structlog
 
 from shared.redact import redact_text
+from shared.tracing import add_trace_id
 
 _SECRET_KEYS = frozenset({"password", "secret", "token", "authorization", "api_key"})
 
@@ -48,6 +50,7 @@ def configure_logging(service: str, level: str = "INFO") -> structlog.stdlib.Bou
 
     shared_processors: list[Any] = [
         structlog.contextvars.merge_contextvars,
+        add_trace_id,
         add_service,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,

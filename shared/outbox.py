@@ -6,6 +6,8 @@ them published. It wakes on the NOTIFY that the outbox trigger sends at commit,
 and polls as a fallback. One relay per schema is active at a time (a session
 advisory lock); others stand by, so a complaint's events keep their order.
 A crash between send and mark re-sends; consumers skip the duplicate by event id.
+A message enqueued inside a span (a request, a consumed message) keeps its trace context
+(``traceparent``) in its headers, so the consumers continue the trace (shared/tracing.py).
 
 Published rows are deleted once older than the retention: they are the broker's
 to keep from then on, and left in place they would be most of a busy schema's
@@ -30,6 +32,7 @@ from aiokafka import AIOKafkaProducer
 
 from shared.db import DbConnection
 from shared.kafka_security import PLAINTEXT, KafkaSecurity
+from shared.tracing import trace_headers
 
 log = structlog.get_logger(__name__)
 
@@ -61,7 +64,7 @@ async def enqueue(conn: DbConnection, topic: str, message: Publishable) -> None:
         topic,
         message.key,
         message.model_dump_json().encode(),
-        json.dumps(message.headers()),
+        json.dumps({**message.headers(), **trace_headers()}),
     )
 
 
@@ -70,6 +73,7 @@ async def enqueue_many(conn: DbConnection, topic: str, messages: list[Publishabl
     at a time)."""
     if not messages:
         return
+    traced = trace_headers()
     await conn.execute(
         """INSERT INTO outbox (event_id, topic, key, payload, headers)
            SELECT event_id, $2, key, payload, headers::jsonb
@@ -81,7 +85,7 @@ async def enqueue_many(conn: DbConnection, topic: str, messages: list[Publishabl
         topic,
         [m.key for m in messages],
         [m.model_dump_json().encode() for m in messages],
-        [json.dumps(m.headers()) for m in messages],
+        [json.dumps({**m.headers(), **traced}) for m in messages],
     )
 
 

@@ -57,7 +57,9 @@ class ServiceSettings(BaseSettings):
     policy_packs_dir: Path = Field(
         default=REPO_ROOT / "policy-packs", description="Folder of policy-pack YAML files."
     )
-    db_pool_max_size: int = Field(default=10, ge=1)
+    db_pool_max_size: int = Field(
+        default=10, ge=1, description="Database connections the service keeps at most, per process."
+    )
     outbox_retention_hours: float = Field(
         default=168,
         gt=0,
@@ -69,6 +71,18 @@ class ServiceSettings(BaseSettings):
         description="Kafka's max.poll.interval.ms for every consumer: the longest one batch "
         "may take before the consumer is put out of its group. The default is Kafka's; the "
         "fault harness lowers it to provoke that rebalance (reliability/faults.py).",
+    )
+    ops_host: str = Field(
+        default="127.0.0.1",
+        description="Address routing's, sla's and notify's ops endpoints (/health, /ready, "
+        "/metrics) bind to; intake and reporting answer them on their API port instead.",
+    )
+    ops_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="Their port; unset, the service's own (routing 8002, sla 8003, notify "
+        "8004); 0 takes a free one (several instances on one machine, tests).",
     )
 
 

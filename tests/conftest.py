@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from urllib.parse import urlsplit, urlunsplit
@@ -17,6 +18,9 @@ def pytest_configure(config: pytest.Config) -> None:
     # Before any test module builds a service: they read their credentials' paths from
     # the environment.
     credentials()
+    # Services started by the tests, in their process or as processes of their own, put
+    # their ops endpoints on free ports: several run at once, beside `make run`'s.
+    os.environ.setdefault("OPS_PORT", "0")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -96,9 +96,12 @@ from shared.contracts.submissions import (
 )
 from shared.http import BodySizeLimit, answer_503_when_database_down, document_body_refusals
 from shared.logging import configure_logging
+from shared.metrics import ServiceMetrics
+from shared.ops import OPS_PATHS, OpsEndpoints
 from shared.policy import LivePacks
 from shared.runtime import consuming, service_database, watching
 from shared.topics import Topics
+from shared.tracing import TraceRequests, configure_tracing
 
 SCHEMA = "intake"
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -167,6 +170,7 @@ class _Holder:
 
 def build_app(settings: IntakeSettings) -> FastAPI:
     configure_logging("intake", settings.log_level)
+    configure_tracing("intake")
     # At build time: missing credentials stop start-up rather than leave the API open.
     authenticator = Authenticator.from_settings(settings)
     Authenticated = Annotated[Caller, Depends(authenticator)]  # noqa: N806 (a type alias)
@@ -174,7 +178,14 @@ def build_app(settings: IntakeSettings) -> FastAPI:
     topics = Topics.in_namespace(settings.complaints_topic_namespace)
     holder = _Holder()
     branch_limits = BranchLimits(settings.intake_branch_submissions_per_minute)
-    broker = new_broker(settings, "intake")
+    metrics = ServiceMetrics("intake")
+    received = metrics.counter(
+        "complaints_received_total",
+        "Complaints accepted (over HTTP or Kafka), by branch; a replayed submission is not "
+        "counted again.",
+        "branch",
+    )
+    broker = new_broker(settings, "intake", metrics)
     subscribe_submissions(broker, topics.submitted, holder.get)
 
     async def on_routing_event(event: Event) -> None:
@@ -195,7 +206,9 @@ def build_app(settings: IntakeSettings) -> FastAPI:
             service_database(settings, SCHEMA, MIGRATIONS, with_relay=True) as pool,
             watching(packs),
         ):
-            holder.intake = Intake(pool, packs, topics, settings.feedback_secret.get_secret_value())
+            holder.intake = Intake(
+                pool, packs, topics, settings.feedback_secret.get_secret_value(), received
+            )
             async with consuming(broker):
                 yield
             await holder.intake.close()
@@ -208,9 +221,13 @@ def build_app(settings: IntakeSettings) -> FastAPI:
         lifespan=lifespan,
     )
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
+    app.add_middleware(TraceRequests, untraced=OPS_PATHS)
     answer_503_when_database_down(
         app, "The complaint database is unavailable; nothing was recorded. Retry shortly."
     )
+    OpsEndpoints(
+        metrics, broker, lambda: holder.intake.pool if holder.intake else None, outbox=True
+    ).add_to(app)
 
     @app.exception_handler(SubmissionRefusedError)
     async def refused(_request: Request, exc: SubmissionRefusedError) -> JSONResponse:

@@ -16,6 +16,7 @@ from typing import Any
 
 import asyncpg
 import structlog
+from prometheus_client import Counter
 
 from services.intake import store
 from services.intake.access import ReadDecision, case_scope, decide_read
@@ -161,9 +162,16 @@ Authorize = Callable[[CaseScope], None]
 
 class Intake:
     def __init__(
-        self, pool: asyncpg.Pool, packs: LivePacks, topics: Topics, feedback_secret: str
+        self,
+        pool: asyncpg.Pool,
+        packs: LivePacks,
+        topics: Topics,
+        feedback_secret: str,
+        received: Counter,
     ) -> None:
+        """``received`` counts the complaints accepted, by branch."""
         self._pool = pool
+        self._received = received
         self._topics = topics
         self._packs = packs
         self._feedback_secret = feedback_secret.encode()
@@ -245,7 +253,10 @@ class Intake:
                     continue
             raise RuntimeError("submission id contended three times in a row")
 
-        return await self._group_commit.run(unit, alone)
+        accepted = await self._group_commit.run(unit, alone)
+        if not accepted.duplicate:
+            self._received.labels(branch.id).inc()
+        return accepted
 
     async def _accept_once(
         self,
@@ -387,7 +398,7 @@ class Intake:
                 }
             if "feedback_token" in event_type.model_fields:
                 payload = {**payload, "feedback_token": self.feedback_token(complaint_no)}
-            envelope = {
+            envelope: dict[str, Any] = {
                 "complaint_no": complaint_no,
                 "branch_id": case.branch_id,
                 "correlation_id": correlation_id or case.correlation_id,

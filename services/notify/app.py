@@ -12,7 +12,6 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
 import structlog
-from faststream import FastStream
 
 from services.notify.channels.aliyun import AliyunSmsProvider
 from services.notify.channels.base import SmsProvider
@@ -20,22 +19,25 @@ from services.notify.channels.email import SmtpSender
 from services.notify.channels.gateway import DEFAULT_BODY_TEMPLATE, GatewaySmsProvider
 from services.notify.channels.twilio import TwilioSmsProvider
 from services.notify.channels.webhook import WebhookSender
-from services.notify.delivery import Channels, DeliveryWorker
+from services.notify.delivery import Channels, DeliveryWorker, OutcomeCounters
 from services.notify.planning import RELEVANT, Planner
 from services.notify.settings import NotifySettings
 from services.notify.templates import LANGUAGES, Templates
 from shared.consumer import subscribe_events
-from shared.consumer_app import PoolHolder, consumer_app, new_broker
+from shared.consumer_app import ConsumerApp, PoolHolder, consumer_app, new_broker
 from shared.contracts import Event
 from shared.inbox import first_delivery
 from shared.logging import configure_logging
+from shared.metrics import ServiceMetrics
 from shared.policy import LivePacks, PackRegistry
 from shared.topics import Topics
+from shared.tracing import configure_tracing
 
 SCHEMA = "notify"
 MIGRATIONS = Path(__file__).parent / "migrations"
 PUBLISHES = ("notify",)
 SUBSCRIBES_TO = ("intake", "routing", "sla")
+OPS_PORT = 8004
 
 log = structlog.get_logger("notify")
 
@@ -80,15 +82,18 @@ def check_templates(registry: PackRegistry, templates: Templates) -> None:
                 templates.check(pack.pack, rule.template, language, sms="sms" in rule.channels)
 
 
-def build_app(settings: NotifySettings) -> FastStream:
+def build_app(settings: NotifySettings) -> ConsumerApp:
     configure_logging("notify", settings.log_level)
+    configure_tracing("notify")
     packs = LivePacks(settings.policy_packs_dir)
     templates = Templates(settings.policy_packs_dir / "templates")
     check_templates(packs.current, templates)
     topics = Topics.in_namespace(settings.complaints_topic_namespace)
     planner = Planner(packs, templates, settings, topics.notify.name)
     holder = PoolHolder()
-    broker = new_broker(settings, "notify")
+    metrics = ServiceMetrics("notify")
+    counters = OutcomeCounters.counted_in(metrics)
+    broker = new_broker(settings, "notify", metrics)
 
     async def on_event(event: Event) -> None:
         if event.event_type not in RELEVANT:
@@ -128,7 +133,7 @@ def build_app(settings: NotifySettings) -> FastStream:
             return settings.webhook_urls.get(name) or f"{settings.webhook_base_url}/{name}"
 
         channels = Channels(email=email, sms=sms, webhook=webhook, webhook_url=webhook_url)
-        worker = DeliveryWorker(holder.pool, settings, channels, topics.notify.name)
+        worker = DeliveryWorker(holder.pool, settings, channels, topics.notify.name, counters)
         async with AsyncExitStack() as stack:
             stack.push_async_callback(sms.aclose)
             stack.push_async_callback(webhook.aclose)
@@ -150,6 +155,8 @@ def build_app(settings: NotifySettings) -> FastStream:
         SCHEMA,
         MIGRATIONS,
         holder,
+        metrics,
+        ops_port=OPS_PORT,
         with_relay=True,
         packs=packs,
         background=delivering,

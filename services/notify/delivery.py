@@ -41,6 +41,7 @@ from typing import Any, TypeVar
 import asyncpg
 import structlog
 from aiolimiter import AsyncLimiter
+from prometheus_client import Counter
 
 from services.notify import store
 from services.notify.channels.base import (
@@ -67,6 +68,7 @@ from shared.contracts import (
 )
 from shared.db import DbConnection, is_connection_error
 from shared.group_commit import GroupCommit
+from shared.metrics import ServiceMetrics
 from shared.outbox import enqueue
 
 BATCH = 100
@@ -97,6 +99,34 @@ class Channels:
     webhook_url: Callable[[str], str]
 
 
+@dataclass(frozen=True)
+class OutcomeCounters:
+    """The counters of messages that ended sent, and that ended failed or dead-lettered."""
+
+    sent: Counter
+    failed: Counter
+
+    @classmethod
+    def counted_in(cls, metrics: ServiceMetrics) -> OutcomeCounters:
+        return cls(
+            sent=metrics.counter(
+                "notifications_sent_total", "Messages handed to their channel.", "channel"
+            ),
+            failed=metrics.counter(
+                "notifications_failed_total",
+                "Messages that failed for good: refused, dead-lettered after every attempt, "
+                "or reported undelivered by the SMS provider.",
+                "channel",
+            ),
+        )
+
+    def count(self, channel: str, status: str) -> None:
+        if status == "sent":
+            self.sent.labels(channel).inc()
+        elif status in ("failed", "dead"):
+            self.failed.labels(channel).inc()
+
+
 class DeliveryWorker:
     def __init__(
         self,
@@ -104,9 +134,11 @@ class DeliveryWorker:
         settings: NotifySettings,
         channels: Channels,
         topic: str,
+        counters: OutcomeCounters,
         rng: random.Random | None = None,
     ) -> None:
         self._pool = pool
+        self._counters = counters
         self._settings = settings
         self._channels = channels
         self._topic = topic
@@ -334,7 +366,9 @@ class DeliveryWorker:
                 return await unit(conn)
 
         moved = await self._patiently(lambda: self._outcomes.run(unit, alone), move["to_status"])
-        if not moved:
+        if moved:
+            self._counters.count(n.channel, move["to_status"])
+        else:
             # After a try whose connection broke, the row may have "moved on" by that very
             # try: its commit went through and only the reply was lost.
             log.warning(

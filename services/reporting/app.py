@@ -67,9 +67,12 @@ from shared.contracts import Event
 from shared.db import DbConnection
 from shared.http import answer_503_when_database_down
 from shared.logging import configure_logging
+from shared.metrics import ServiceMetrics
+from shared.ops import OPS_PATHS, OpsEndpoints
 from shared.policy import LivePacks
 from shared.runtime import consuming, service_database, watching
 from shared.topics import Topics
+from shared.tracing import TraceRequests, configure_tracing
 
 SCHEMA = "reporting"
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -157,6 +160,7 @@ FormatQuery = Annotated[Format, Query(description="json (default) or csv.")]
 
 def build_app(settings: ReportingSettings) -> FastAPI:
     configure_logging("reporting", settings.log_level)
+    configure_tracing("reporting")
     # At build time: missing credentials stop start-up rather than leave the API open.
     authenticator = Authenticator.from_settings(settings)
     Authenticated = Annotated[Caller, Depends(authenticator)]  # noqa: N806 (a type alias)
@@ -177,7 +181,8 @@ def build_app(settings: ReportingSettings) -> FastAPI:
     topics = Topics.in_namespace(settings.complaints_topic_namespace)
     packs = LivePacks(settings.policy_packs_dir)
     holder = PoolHolder()
-    broker = new_broker(settings, "reporting")
+    metrics = ServiceMetrics("reporting")
+    broker = new_broker(settings, "reporting", metrics)
     changes = Changes()
 
     async def project_many(events: list[Event]) -> None:
@@ -231,7 +236,9 @@ def build_app(settings: ReportingSettings) -> FastAPI:
         "and every read of one is audited (GET /v1/audit/record-reads).",
         lifespan=lifespan,
     )
+    app.add_middleware(TraceRequests, untraced=OPS_PATHS)
     answer_503_when_database_down(app, "The reporting database is unavailable. Retry shortly.")
+    OpsEndpoints(metrics, broker, lambda: holder.attached, outbox=False).add_to(app)
     app.state.report_timezone = settings.report_timezone
 
     async def read(request: Request, query: Callable[[DbConnection], Awaitable[T]]) -> T:

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from faststream import FastStream
 
 from services.routing import store
 from services.routing.domain import (
@@ -18,8 +17,8 @@ from services.routing.domain import (
     stand_in,
     target,
 )
-from shared.consumer import subscribe_events
-from shared.consumer_app import PoolHolder, consumer_app, new_broker
+from shared.consumer import after_commit, subscribe_events
+from shared.consumer_app import ConsumerApp, PoolHolder, consumer_app, new_broker
 from shared.contracts import ComplaintAssigned, ComplaintReceived, Event
 from shared.contracts.intake import (
     ComplaintClosed,
@@ -31,15 +30,18 @@ from shared.contracts.intake import (
 from shared.contracts.routing import Assignee, CandidateConsidered
 from shared.inbox import first_delivery
 from shared.logging import configure_logging
+from shared.metrics import ServiceMetrics
 from shared.outbox import enqueue
 from shared.policy import LivePacks, PackRegistry, PolicyPack
 from shared.settings import ServiceSettings
 from shared.topics import Topics
+from shared.tracing import configure_tracing
 
 SCHEMA = "routing"
 MIGRATIONS = Path(__file__).parent / "migrations"
 PUBLISHES = ("routing",)
 SUBSCRIBES_TO = ("intake",)
+OPS_PORT = 8002
 
 log = structlog.get_logger("routing")
 
@@ -58,12 +60,20 @@ def decided(decision: Decision, pack: PolicyPack) -> dict[str, Any]:
     }
 
 
-def build_app(settings: ServiceSettings) -> FastStream:
+def build_app(settings: ServiceSettings) -> ConsumerApp:
     configure_logging("routing", settings.log_level)
+    configure_tracing("routing")
     packs = LivePacks(settings.policy_packs_dir)
     topics = Topics.in_namespace(settings.complaints_topic_namespace)
     holder = PoolHolder()
-    broker = new_broker(settings, "routing")
+    metrics = ServiceMetrics("routing")
+    assigned = metrics.counter(
+        "complaints_assigned_total",
+        "Assignments of a complaint to a department: first assignments, approved "
+        "reassignments, escalations and moves away from staff who became unavailable.",
+        "department",
+    )
+    broker = new_broker(settings, "routing", metrics)
 
     async def on_intake_event(event: Event) -> None:
         if isinstance(event, ComplaintReceived):
@@ -99,6 +109,7 @@ def build_app(settings: ServiceSettings) -> FastStream:
                 topics.routing.name,
                 ComplaintAssigned.caused_by(event, producer="routing", **decided(decision, pack)),
             )
+            after_commit(assigned.labels(decision.department).inc)
         log.info(
             "complaint assigned",
             department=decision.department,
@@ -154,6 +165,7 @@ def build_app(settings: ServiceSettings) -> FastStream:
                     previous_assignee=previous,
                 ),
             )
+            after_commit(assigned.labels(department).inc)
         log.info("complaint reassigned", assignee=person.id, rule=rule)
 
     async def move_cases_of_the_away(registry: PackRegistry) -> None:
@@ -208,6 +220,7 @@ def build_app(settings: ServiceSettings) -> FastStream:
                     previous_assignee=previous,
                 ),
             )
+        assigned.labels(decision.department).inc()  # committed: its own transaction
         log.info("case moved from unavailable staff", complaint_no=complaint_no)
 
     packs.on_reload(move_cases_of_the_away)
@@ -218,4 +231,14 @@ def build_app(settings: ServiceSettings) -> FastStream:
         handle=on_intake_event,
         pool=lambda: holder.pool,
     )
-    return consumer_app(broker, settings, SCHEMA, MIGRATIONS, holder, with_relay=True, packs=packs)
+    return consumer_app(
+        broker,
+        settings,
+        SCHEMA,
+        MIGRATIONS,
+        holder,
+        metrics,
+        ops_port=OPS_PORT,
+        with_relay=True,
+        packs=packs,
+    )

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from faststream import FastStream
 
 from services.sla import store
 from services.sla.domain import (
@@ -29,7 +28,7 @@ from services.sla.domain import (
     shifted,
 )
 from shared.consumer import subscribe_events
-from shared.consumer_app import PoolHolder, consumer_app, new_broker
+from shared.consumer_app import ConsumerApp, PoolHolder, consumer_app, new_broker
 from shared.contracts import (
     CaseEvent,
     ClockBreached,
@@ -55,15 +54,18 @@ from shared.contracts.intake import (
 from shared.db import DbConnection
 from shared.inbox import first_delivery
 from shared.logging import configure_logging
+from shared.metrics import ServiceMetrics
 from shared.outbox import Publishable, enqueue, enqueue_many
 from shared.policy import ENDING_EVENTS, LivePacks, PackRegistry, PolicyPack
 from shared.settings import ServiceSettings
 from shared.topics import Topics
+from shared.tracing import configure_tracing
 
 SCHEMA = "sla"
 MIGRATIONS = Path(__file__).parent / "migrations"
 PUBLISHES = ("sla",)
 SUBSCRIBES_TO = ("intake",)
+OPS_PORT = 8003
 # A batch of 1000 commits within 0.1–0.2 s of being claimed, so fired_at (stamped at the
 # claim) stays close to when its events are in the outbox; two loops per instance let one
 # batch's database work overlap the next batch's event building (bench/sla_timers.py).
@@ -74,12 +76,17 @@ TIMER_POLL_SECONDS = 0.2
 log = structlog.get_logger("sla")
 
 
-def build_app(settings: ServiceSettings) -> FastStream:
+def build_app(settings: ServiceSettings) -> ConsumerApp:
     configure_logging("sla", settings.log_level)
+    configure_tracing("sla")
     packs = LivePacks(settings.policy_packs_dir)
     topics = Topics.in_namespace(settings.complaints_topic_namespace)
     holder = PoolHolder()
-    broker = new_broker(settings, "sla")
+    metrics = ServiceMetrics("sla")
+    breaches = metrics.counter(
+        "clocks_breached_total", "SLA clocks that ran out, by clock (the packs' names).", "clock"
+    )
+    broker = new_broker(settings, "sla", metrics)
 
     def envelope(complaint_no: str, branch_id: str, correlation_id: str) -> dict[str, Any]:
         return {
@@ -333,6 +340,7 @@ def build_app(settings: ServiceSettings) -> FastStream:
                 return 0
             events: list[Publishable] = []
             breached: list[uuid.UUID] = []
+            breached_clocks: list[str] = []
             escalations: list[tuple[Any, ...]] = []
             for timer in due:
                 about = {
@@ -376,6 +384,7 @@ def build_app(settings: ServiceSettings) -> FastStream:
                     )
                 elif kind == "breach":
                     breached.append(timer["clock_id"])
+                    breached_clocks.append(timer["name"])
                     events.append(
                         ClockBreached(
                             event_type=ClockBreached.EVENT_TYPE,
@@ -405,6 +414,8 @@ def build_app(settings: ServiceSettings) -> FastStream:
                 await store.mark_breached(conn, breached)
                 await store.add_timers(conn, escalations)
             await enqueue_many(conn, topics.sla.name, events)
+        for clock in breached_clocks:
+            breaches.labels(clock).inc()
         log.debug("timers fired", count=len(due))
         return len(due)
 
@@ -494,6 +505,8 @@ def build_app(settings: ServiceSettings) -> FastStream:
         SCHEMA,
         MIGRATIONS,
         holder,
+        metrics,
+        ops_port=OPS_PORT,
         with_relay=True,
         packs=packs,
         background=timers_running,

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Awaitable, Callable
 
 import asyncpg
@@ -68,3 +69,33 @@ async def test_units_arriving_together_commit_together(database_url: str) -> Non
         rows = await pool.fetch("SELECT n, txid FROM effects")
     assert sorted(r["n"] for r in rows) == list(range(40))
     assert len({r["txid"] for r in rows}) == 1
+
+
+caller: contextvars.ContextVar[int] = contextvars.ContextVar("caller")
+
+
+async def test_each_unit_runs_in_its_callers_context(database_url: str) -> None:
+    # The trace context and the log context a unit enqueues and logs under are its
+    # caller's, whoever's call started the committer, in a shared commit or alone.
+    async with asyncpg.create_pool(database_url, min_size=1, max_size=4) as pool:
+        group = GroupCommit(pool)
+
+        async def seen(n: int) -> int:
+            caller.set(n)
+
+            async def unit(conn: DbConnection) -> int:
+                await conn.execute("SELECT 1")
+                if n == 3:
+                    raise ValueError("takes the shared commit down: every unit runs alone")
+                return caller.get()
+
+            async def alone() -> int:
+                return caller.get()
+
+            return await group.run(unit, alone)
+
+        first = await seen(100)  # the committer starts inside this caller's context
+        together = await asyncio.gather(*(seen(n) for n in range(10)))
+        await group.close()
+    assert first == 100
+    assert together == list(range(10))

@@ -47,6 +47,7 @@ from pydantic import SecretStr
 from shared.consumer_app import new_broker
 from shared.kafka_admin import ensure_topics
 from shared.kafka_security import KafkaSecurity
+from shared.metrics import ServiceMetrics
 from shared.settings import ServiceSettings
 from shared.topics import Topics, all_topic_partitions
 
@@ -393,7 +394,7 @@ async def test_the_faststream_broker_of_a_service_has_the_same_rights(
         kafka_sasl_password_file=kafka.routing_password_file,
         kafka_ssl_cafile=kafka.ca_file,
     )
-    broker = new_broker(settings, "routing")
+    broker = new_broker(settings, "routing", ServiceMetrics("routing"))
     await broker.start()
     try:
         await broker.publish(b"dead letter", topic=TOPICS.intake.dead_letter, key=b"k")

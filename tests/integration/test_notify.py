@@ -28,12 +28,13 @@ from services.notify.app import MIGRATIONS as NOTIFY_MIGRATIONS
 from services.notify.app import build_app, sms_provider
 from services.notify.channels.email import SmtpSender
 from services.notify.channels.webhook import WebhookSender
-from services.notify.delivery import Channels, DeliveryWorker
+from services.notify.delivery import Channels, DeliveryWorker, OutcomeCounters
 from services.notify.requeue import requeue
 from services.notify.settings import NotifySettings
 from services.notify.store import Notification, queue
 from shared.contracts import Event, decode_event
 from shared.db import apply_migrations, create_pool
+from shared.metrics import ServiceMetrics
 from shared.policy import load_packs
 from shared.topics import Topics
 from tests.contracts.golden import golden_samples
@@ -781,7 +782,9 @@ async def test_a_sender_that_resumes_while_its_email_is_reconciled_is_not_requeu
     webhook = WebhookSender(secret="unused", timeout=1.0)
     channels = Channels(email=email, sms=sms, webhook=webhook, webhook_url=str)
     pool = await create_pool(database_url, "notify")
-    worker = DeliveryWorker(pool, settings, channels, "t.notify")
+    worker = DeliveryWorker(
+        pool, settings, channels, "t.notify", OutcomeCounters.counted_in(ServiceMetrics("notify"))
+    )
     n = _email_to_queue()
     try:
         async with pool.acquire() as conn:

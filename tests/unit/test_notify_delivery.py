@@ -26,9 +26,10 @@ from services.notify import delivery as delivery_module
 from services.notify.channels.base import Lookup, RejectedError, SmsMessage
 from services.notify.channels.email import SmtpSender
 from services.notify.channels.webhook import WebhookSender
-from services.notify.delivery import Channels, DeliveryWorker
+from services.notify.delivery import Channels, DeliveryWorker, OutcomeCounters
 from services.notify.settings import NotifySettings
 from services.notify.store import Notification
+from shared.metrics import ServiceMetrics
 
 ADDRESS = "zhang.wei@example.com"
 MOVE = "UPDATE notifications SET status"
@@ -202,7 +203,12 @@ async def worker(
     )
     settings = NotifySettings(lease_seconds=lease_seconds, send_attempts=5)
     delivery = DeliveryWorker(
-        cast("asyncpg.Pool", db), settings, channels, "t.notify", rng=random.Random(7)
+        cast("asyncpg.Pool", db),
+        settings,
+        channels,
+        "t.notify",
+        OutcomeCounters.counted_in(ServiceMetrics("notify")),
+        rng=random.Random(7),
     )
     try:
         yield delivery
