@@ -8,6 +8,8 @@ import uuid
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from shared.partitions import Broker, PartitionChangeRefusedError, grow, main, show
 from shared.topics import Topic, Topics
@@ -89,3 +91,16 @@ async def test_force_grows_a_lagging_topic_and_the_command_explains_refusals(
     forced = await asyncio.to_thread(main, ["grow", "sla", "8", "--settle-seconds", "0", "--force"])
     assert forced == 0
     assert '"partitions": 8' in capsys.readouterr().out
+
+
+async def test_topics_keep_their_events_for_good(infra: Infra, topics: Topics) -> None:
+    """Reporting rebuilds from the topics, and the seeds keep records: no retention limit."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=infra.kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        resources = [ConfigResource(ConfigResourceType.TOPIC, topics.intake.name)]
+        [response] = await admin.describe_configs(resources)
+    finally:
+        await admin.close()
+    entries = {entry[0]: entry[1] for entry in response.resources[0][4]}
+    assert entries["retention.ms"] == "-1"
