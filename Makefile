@@ -15,7 +15,7 @@ help:
 	@echo "make run    set everything up and run the whole platform (Ctrl-C stops it)"
 	@echo "make test   set everything up and run every test against real Kafka and PostgreSQL"
 	@echo "make lint   ruff check, ruff format --check, mypy --strict"
-	@echo "make docs   regenerate the AsyncAPI documents in docs/asyncapi/"
+	@echo "make docs   regenerate docs/asyncapi/ and docs/settings.md from the code"
 	@echo "make demo   with make run going: two minutes of realistic traffic from every demo branch (watch http://127.0.0.1:8005/)"
 	@echo "make fuzz-api   Schemathesis, 1,000 requests per API operation, on the test stack"
 	@echo "make backup / make restore FROM=dir   every schema and the consumer offsets (docs/operations.md)"
@@ -68,6 +68,7 @@ lint: $(STAMP)
 .PHONY: docs
 docs: $(STAMP)
 	$(PY) -m docs.asyncapi.generate
+	$(PY) -m docs.settings_reference
 
 # TEST_INFRA=local (default without Docker) starts the test stack itself and stops it after.
 .PHONY: test

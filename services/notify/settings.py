@@ -82,7 +82,9 @@ class NotifySettings(ServiceSettings):
         default=SecretStr("dev-webhook-secret"),
         description="HMAC-SHA256 key for the X-Complaints-Signature header.",
     )
-    webhook_timeout: float = Field(default=10.0, gt=0)
+    webhook_timeout: float = Field(
+        default=10.0, gt=0, description="Seconds a webhook receiver has to answer each call."
+    )
 
     # Links in messages
     survey_base_url: str = Field(

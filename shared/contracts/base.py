@@ -43,7 +43,8 @@ class Event(BaseModel):
 
     event_id: uuid.UUID = Field(default_factory=uuid.uuid4)
     event_type: str
-    schema_version: int = 1
+    # Strict: a version given as true, 1.0 or "1" is not a version any producer writes.
+    schema_version: int = Field(default=1, ge=1, strict=True)
     occurred_at: AwareDatetime = Field(default_factory=lambda: datetime.now(UTC))
     complaint_no: str = Field(
         min_length=1, description="Kafka key: keeps a complaint's events in order."
@@ -118,7 +119,7 @@ def upcast(document: dict[str, Any], model: type[Event]) -> dict[str, Any]:
     (its added fields are ignored)."""
     version = document.get("schema_version", 1)
     target = current_version(model)
-    if not isinstance(version, int) or version >= target:
+    if isinstance(version, bool) or not isinstance(version, int) or version >= target:
         return document
     for step_from in range(version, target):
         step = _UPCASTERS.get((model.EVENT_TYPE, step_from))
