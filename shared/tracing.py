@@ -10,7 +10,8 @@ too (``TraceRequests``), continuing a caller's ``traceparent``.
 
 Spans are exported only when ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or
 ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``) is set, with the exporter's other standard
-``OTEL_*`` variables; without it they are made and dropped, and the context still travels.
+``OTEL_*`` variables; without it they are not recorded at all, and the context still
+travels.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 _tracer = trace.get_tracer("complaints-platform")
@@ -34,8 +36,13 @@ def configure_tracing(service: str) -> None:
     process sets it (OpenTelemetry allows one): one, outside the tests."""
     if isinstance(trace.get_tracer_provider(), TracerProvider):
         return
-    provider = TracerProvider(resource=Resource.create({SERVICE_NAME: service}))
-    for processor in _exporting():
+    exporting = _exporting()
+    # With nowhere to send spans, recording them is only cost (a benchmark at 10/s: HTTP
+    # p50 100 ms recorded, 60 ms not): they are made unsampled, and the context, trace
+    # ids included, still travels. OTEL_TRACES_SAMPLER, when set, decides instead.
+    sampler = None if exporting or os.environ.get("OTEL_TRACES_SAMPLER") else ALWAYS_OFF
+    provider = TracerProvider(resource=Resource.create({SERVICE_NAME: service}), sampler=sampler)
+    for processor in exporting:
         provider.add_span_processor(processor)
     trace.set_tracer_provider(provider)
 
