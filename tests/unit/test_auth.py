@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -344,3 +345,21 @@ def test_two_public_keys_accept_tokens_of_either_while_the_issuer_rotates() -> N
         tokens.verify(expired)
     with pytest.raises(CredentialsError, match="no PEM public key"):
         StaffTokens(b"not a key")
+
+
+def test_a_token_checked_once_is_trusted_only_until_it_expires(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    issuer = TokenIssuer.generate()
+    tokens = StaffTokens(issuer.public_pem())
+    token = issuer.issue("fo-agent", (Role.AGENT,), valid_for=timedelta(seconds=2))
+    first = tokens.verify(token)
+    checked = tokens._check
+    checks: list[str] = []
+    monkeypatch.setattr(tokens, "_check", lambda t: checks.append(t) or checked(t))
+    assert tokens.verify(token) == first
+    assert checks == []  # the second request did not check the signature again
+    time.sleep(2.1)
+    with pytest.raises(InvalidTokenError, match="expired"):
+        tokens.verify(token)
+    assert checks == [token]
