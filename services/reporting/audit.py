@@ -8,9 +8,11 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any, Literal, NamedTuple
 
 from services.reporting.api import RecordRead, RecordReads
+from services.reporting.reports import bind_parameter
 from shared.contracts.audit import CustomerRecordRead
 from shared.db import DbConnection
 
@@ -89,11 +91,7 @@ class ReadsQuery:
 async def record_reads(conn: DbConnection, query: ReadsQuery) -> RecordReads:
     """A page of the trail, newest first (ties by event id), and where the next begins."""
     params: list[Any] = []
-
-    def bind(value: Any) -> str:
-        params.append(value)
-        return f"${len(params)}"
-
+    bind = partial(bind_parameter, params)
     clauses = ["true"]
     if query.branches is not None:
         clauses.append(f"branch_id = ANY({bind(query.branches)}::text[])")

@@ -61,11 +61,11 @@ class Filters:
 
         clauses = [f"{alias}.received_at IS NOT NULL"]
         if self.branch_id is not None:
-            clauses.append(f"{alias}.branch_id = {_bind(params, self.branch_id)}")
+            clauses.append(f"{alias}.branch_id = {bind_parameter(params, self.branch_id)}")
         if self.pack is not None:
-            clauses.append(f"{alias}.pack = {_bind(params, self.pack)}")
+            clauses.append(f"{alias}.pack = {bind_parameter(params, self.pack)}")
         if self.department is not None:
-            clauses.append(f"{alias}.department = {_bind(params, self.department)}")
+            clauses.append(f"{alias}.department = {bind_parameter(params, self.department)}")
         clauses += self.days_between(f"{alias}.received_at", self.date_from, self.date_to, params)
         return " AND ".join(clauses)
 
@@ -85,7 +85,7 @@ class Filters:
         clauses = ["true"]
         for column in ("branch_id", "pack", "department"):
             if (value := getattr(self, column)) is not None:
-                clauses.append(f"{alias}.{column} = {_bind(params, value)}")
+                clauses.append(f"{alias}.{column} = {bind_parameter(params, value)}")
         return " AND ".join(clauses)
 
     def days_between(
@@ -97,9 +97,9 @@ class Filters:
         time is at or after the first instant of ``first``."""
         clauses = []
         if first is not None and (start := self.start_of(first)) is not None:
-            clauses.append(f"{column} >= {_bind(params, start)}")
+            clauses.append(f"{column} >= {bind_parameter(params, start)}")
         if last is not None and (end := self.start_of(last, days_later=1)) is not None:
-            clauses.append(f"{column} < {_bind(params, end)}")
+            clauses.append(f"{column} < {bind_parameter(params, end)}")
         return clauses
 
     def start_of(self, day: date, days_later: int = 0) -> datetime | None:
@@ -192,7 +192,7 @@ def _nonzero(counts: Counter[str]) -> dict[str, int]:
 def _ages(params: list[Any], reference: datetime) -> str:
     """The open cases by age and the oldest, as of ``reference``: aggregates over
     ``received_at`` and ``is_open``."""
-    one, three, seven = (_bind(params, reference - timedelta(days=n)) for n in (1, 3, 7))
+    one, three, seven = (bind_parameter(params, reference - timedelta(days=n)) for n in (1, 3, 7))
     return f"""min(received_at) FILTER (WHERE is_open) AS oldest,
                count(*) FILTER (WHERE is_open AND received_at > {one}) AS "<1d",
                count(*) FILTER (WHERE is_open AND received_at <= {one}
@@ -210,7 +210,7 @@ async def _summary_scan(
     combination of the dimensions that occurs, with its backlog; and the days."""
     params: list[Any] = []
     where = filters.where(params)
-    moment = _bind(params, reference)
+    moment = bind_parameter(params, reference)
     ages = _ages(params, reference)
     # The status at ``moment``: intake's latest event then (its sequence orders them).
     # A case whose status has not changed since (status_at) has it still; only the others
@@ -256,7 +256,7 @@ async def _summary_counts(
     index. The days come from the rollup of days either way, a row per day and branch."""
     params: list[Any] = []
     where = filters.where(params)
-    moment = _bind(params, reference)
+    moment = bind_parameter(params, reference)
     if filters.all_time:
         combinations = f"""
             SELECT status AS status_then, category, branch_id, pack, department, channel,
@@ -280,9 +280,9 @@ async def _summary_counts(
     )
     params = []
     where = filters.where(params)
-    moment = _bind(params, reference)
+    moment = bind_parameter(params, reference)
     day_range = "".join(
-        f" AND r.received_day {operator} {_bind(params, day)}"
+        f" AND r.received_day {operator} {bind_parameter(params, day)}"
         for operator, day in ((">=", filters.date_from), ("<=", filters.date_to))
         if day is not None
     )
@@ -305,7 +305,7 @@ async def _backlog(conn: DbConnection, filters: Filters, reference: datetime) ->
     """The open cases by age, from the few there are (the index ``cases_open``)."""
     params: list[Any] = []
     where = filters.where(params)
-    moment = _bind(params, reference)
+    moment = bind_parameter(params, reference)
     ages = _ages(params, reference)
     return await conn.fetch(
         f"""SELECT {ages} FROM (
@@ -351,7 +351,8 @@ async def _reading(conn: DbConnection, filters: Filters) -> AsyncIterator[None]:
         yield
 
 
-def _bind(params: list[Any], value: Any) -> str:
+def bind_parameter(params: list[Any], value: Any) -> str:
+    """Appends ``value`` to a query's ``params``; its placeholder."""
     params.append(value)
     return f"${len(params)}"
 
@@ -749,9 +750,9 @@ async def complaint_rate(
     params: list[Any] = []
     volume_range = ""
     if filters.date_from is not None:
-        volume_range += f" AND v.day >= {_bind(params, filters.date_from)}"
+        volume_range += f" AND v.day >= {bind_parameter(params, filters.date_from)}"
     if filters.date_to is not None:
-        volume_range += f" AND v.day <= {_bind(params, filters.date_to)}"
+        volume_range += f" AND v.day <= {bind_parameter(params, filters.date_to)}"
     async with _reading(conn, filters):
         # (branch_id, day) is the volumes' key: each case, or each day's count of the
         # rollup, meets at most one row.
@@ -831,8 +832,8 @@ async def weekly(conn: DbConnection, filters: Filters, week_start: date) -> Week
     # received by the week's end (the day ranges are instants, as in Filters.where).
     params: list[Any] = []
     where = filters.where(params)
-    start = _bind(params, filters.start_of(week_start))
-    end = _bind(params, filters.start_of(week_start, days_later=7))
+    start = bind_parameter(params, filters.start_of(week_start))
+    end = bind_parameter(params, filters.start_of(week_start, days_later=7))
     async with _reading(conn, filters):
         departments = await conn.fetch(
             f"""WITH RECURSIVE known (department) AS (
@@ -881,9 +882,9 @@ async def weekly(conn: DbConnection, filters: Filters, week_start: date) -> Week
         )
         trend_params: list[Any] = []
         where = filters.where(trend_params)
-        previous = _bind(trend_params, filters.start_of(week_start, days_later=-7))
-        start = _bind(trend_params, filters.start_of(week_start))
-        end = _bind(trend_params, filters.start_of(week_start, days_later=7))
+        previous = bind_parameter(trend_params, filters.start_of(week_start, days_later=-7))
+        start = bind_parameter(trend_params, filters.start_of(week_start))
+        end = bind_parameter(trend_params, filters.start_of(week_start, days_later=7))
         trend = await conn.fetch(
             f"""SELECT coalesce(c.category, 'unknown') AS category,
                        count(*) FILTER (WHERE c.received_at >= {start}) AS this_week,
@@ -956,9 +957,9 @@ async def monthly_records(
         )
         listed = cases
         if page.after is not None:
-            after_at, after_no = (_bind(params, value) for value in page.after)
+            after_at, after_no = (bind_parameter(params, value) for value in page.after)
             listed += f" AND (c.closed_at, c.complaint_no) > ({after_at}, {after_no})"
-        limit = "" if page.limit is None else f"LIMIT {_bind(params, page.limit + 1)}"
+        limit = "" if page.limit is None else f"LIMIT {bind_parameter(params, page.limit + 1)}"
         rows = await conn.fetch(
             f"""SELECT c.complaint_no, c.branch_id, c.category, c.closed_at,
                        c.responsible_department, c.share::float8 AS share,
@@ -1007,7 +1008,7 @@ async def late_cases(conn: DbConnection, filters: Filters, limit: int = 50) -> l
     due more than 0.01 h after the ``limit``-th most overdue rounds below it."""
     params: list[Any] = []
     where = filters.where(params)
-    last = _bind(params, limit - 1)
+    last = bind_parameter(params, limit - 1)
     async with _reading(conn, filters):
         # A case's earliest breached clock is on its row (migration 011); the clocks
         # running past due are few, read by due time. Each case keeps its clock due first.
