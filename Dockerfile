@@ -32,6 +32,7 @@ FROM ${PYTHON_IMAGE} AS runtime
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PATH=/opt/venv/bin:$PATH \
+    PYTHONPATH=/app \
     INTAKE_HOST=0.0.0.0 \
     REPORTING_HOST=0.0.0.0 \
     OPS_HOST=0.0.0.0
@@ -43,6 +44,8 @@ RUN groupadd --system --gid 10001 complaints \
         --shell /usr/sbin/nologin complaints \
  && install -d -o 10001 -g 10001 -m 0700 /credentials
 COPY --from=builder /opt/venv /opt/venv
+# PYTHONPATH: a script run by its path (the development sinks compose mounts) imports
+# shared/ as `python -m` does from /app.
 WORKDIR /app
 COPY shared/ shared/
 COPY services/ services/

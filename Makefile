@@ -19,6 +19,7 @@ help:
 	@echo "make demo   with make run going: two minutes of realistic traffic from every demo branch (watch http://127.0.0.1:8005/)"
 	@echo "make fuzz-api   Schemathesis, 1,000 requests per API operation, on the test stack"
 	@echo "make backup / make restore FROM=dir   every schema and the consumer offsets (docs/operations.md)"
+	@echo "make image-smoke   build the image and run the platform from it (needs docker or podman)"
 	@echo "make infra-up / infra-down [STACK=dev|test]   local Kafka and PostgreSQL only"
 
 $(STAMP): pyproject.toml requirements.lock
@@ -58,6 +59,14 @@ demo: $(STAMP)
 .PHONY: bench
 bench: $(STAMP)
 	$(PY) bench/run.py $(BENCH_ARGS)
+
+# Build the image and run the whole platform from it, every service a container, against
+# the dev stack (needs docker or podman; docs/operations.md, "Checking the image").
+# SMOKE_ARGS="--engine podman --minutes 2".
+.PHONY: image-smoke
+image-smoke: $(STAMP)
+	set -a; eval "$$($(DEVSTACK) up --stack $(STACK))"; set +a; \
+	$(PY) deploy/docker/smoke.py $(SMOKE_ARGS)
 
 .PHONY: lint
 lint: $(STAMP)

@@ -9,7 +9,8 @@ the life cycle as staff and customers would: acknowledge, investigate, hold and 
 reassign, escalate, record compensation, decide (or answer on the spot, or find the
 complaint not upheld), customer feedback (some unsatisfied, which reopens the case),
 resolve, return visit, close. Every action is checked against the case's
-``allowed_actions`` first; a 409 means "not now".
+``allowed_actions`` first; a 409 means "not now". The exit status is 1 when any call
+failed (the summary's "errors").
 
     python deploy/local/demo.py [--minutes 2] [--rate 3] [--seed N]
                                 [--intake URL] [--reporting URL] [--kafka HOST:PORT]
@@ -1826,7 +1827,8 @@ class Demo:
                 await asyncio.gather(*self.tasks, return_exceptions=True)
                 await self.stop_kafka()
             await self.summary()
-        return 0
+        # A script or a smoke test running the demo learns from the status that a call failed.
+        return 1 if self.tally["errors"] else 0
 
     async def play(self) -> None:
         deadline = self.started + self.config.minutes * 60

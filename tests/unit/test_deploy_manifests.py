@@ -893,7 +893,10 @@ def test_the_image_environment_holds_settings_and_no_secret() -> None:
     parser = dockerfile()
     env = parser.envs
     assert (env["PYTHONDONTWRITEBYTECODE"], env["PYTHONUNBUFFERED"]) == ("1", "1")
-    python = {"PATH", "PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED"}
+    # Scripts run by path (compose's development sinks) import the code as `-m` does.
+    workdirs = [step["value"] for step in final_stage(parser) if step["instruction"] == "WORKDIR"]
+    assert env["PYTHONPATH"] == workdirs[-1] == "/app"
+    python = {"PATH", "PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED", "PYTHONPATH"}
     assert set(env) - python <= all_setting_names()
     declared = [
         name
