@@ -66,9 +66,21 @@ class OpsEndpoints:
             return JSONResponse({"status": "restarting"}, status_code=503)
         return JSONResponse({"status": "ok"})
 
-    async def ready(self, _request: Request) -> Response:
-        database, kafka = await asyncio.gather(_checked(self._database), _checked(self._kafka))
-        status, body = readiness({"database": database, "kafka": kafka})
+    async def ready(self, request: Request) -> Response:
+        """Every dependency, or those ``?checks=database,kafka`` names: intake keeps
+        accepting complaints into its outbox while Kafka is away, and reporting keeps
+        serving its projections, so their orchestrator probes ``?checks=database``."""
+        known = {"database": self._database, "kafka": self._kafka}
+        asked = request.query_params.get("checks")
+        names = list(known) if asked is None else [name.strip() for name in asked.split(",")]
+        unknown = sorted({name for name in names if name not in known})
+        if unknown:
+            return JSONResponse(
+                {"error": f"unknown checks {unknown}; known: {', '.join(known)}"},
+                status_code=400,
+            )
+        outcomes = await asyncio.gather(*(_checked(known[name]) for name in names))
+        status, body = readiness(dict(zip(names, outcomes, strict=True)))
         return JSONResponse(body, status_code=status)
 
     async def metrics(self, _request: Request) -> Response:

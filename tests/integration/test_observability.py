@@ -187,6 +187,12 @@ async def test_ready_names_the_database_when_it_cannot_be_reached(
         assert ready.json()["status"] == "unavailable"
         assert ready.json()["database"] != "ok"
         assert ready.json()["kafka"] == "ok"
+        # What Kubernetes asks intake: the database alone (deploy/k8s/base/intake.yaml).
+        database_only = await intake.send(unauthenticated(intake, "/ready?checks=database"))
+        assert database_only.status_code == 503
+        assert set(database_only.json()) == {"status", "database"}
+        broker_only = await intake.send(unauthenticated(intake, "/ready?checks=kafka"))
+        assert (broker_only.status_code, broker_only.json()["kafka"]) == (200, "ok")
         assert (await intake.get("/health")).status_code == 200
 
     # A consumer service whose database is away answers all the same, while it waits.
