@@ -19,6 +19,7 @@ help:
 	@echo "make demo   with make run going: two minutes of realistic traffic from every demo branch (watch http://127.0.0.1:8005/)"
 	@echo "make fuzz-api   Schemathesis, 1,000 requests per API operation, on the test stack"
 	@echo "make backup / make restore FROM=dir   every schema and the consumer offsets (docs/operations.md)"
+	@echo "make check-alerts   promtool on deploy/monitoring/ (builds promtool with Go the first time)"
 	@echo "make image-smoke   build the image and run the platform from it (needs docker or podman)"
 	@echo "make infra-up / infra-down [STACK=dev|test]   local Kafka and PostgreSQL only"
 
@@ -67,6 +68,19 @@ bench: $(STAMP)
 image-smoke: $(STAMP)
 	set -a; eval "$$($(DEVSTACK) up --stack $(STACK))"; set +a; \
 	$(PY) deploy/docker/smoke.py $(SMOKE_ARGS)
+
+# Prometheus's promtool on deploy/monitoring/: the scrape config is valid and every alert
+# fires where alerts.test.yml says (docs/operations.md, "Alerts"). The first run builds
+# promtool with Go into .local/bin, which takes minutes: hence not part of `make test`.
+PROMTOOL := .local/bin/promtool
+$(PROMTOOL): deploy/monitoring/promtool/go.mod deploy/monitoring/promtool/go.sum
+	cd deploy/monitoring/promtool && go build -buildvcs=false -o $(CURDIR)/$(PROMTOOL) \
+		github.com/prometheus/prometheus/cmd/promtool
+
+.PHONY: check-alerts
+check-alerts: $(PROMTOOL)
+	cd deploy/monitoring && $(CURDIR)/$(PROMTOOL) check config prometheus.yml
+	cd deploy/monitoring && $(CURDIR)/$(PROMTOOL) test rules alerts.test.yml
 
 .PHONY: lint
 lint: $(STAMP)

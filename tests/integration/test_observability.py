@@ -21,6 +21,7 @@ from services.routing.app import build_app as build_routing
 from services.sla.app import build_app as build_sla
 from shared.consumer_app import ConsumerApp
 from shared.topics import Topics
+from tests.support.alert_rules import platform_metrics_alerted_on
 from tests.support.db import scalar
 from tests.support.infra import Infra
 from tests.support.intake import running_intake, wait_for
@@ -234,3 +235,18 @@ async def test_sla_and_notify_serve_their_ops_endpoints(
     assert "# TYPE notifications_failed_total counter" in notify_metrics
     for exposition in (sla_metrics, notify_metrics):
         assert samples(exposition, "outbox_depth") == {(): 0.0}
+    # Between them sla and notify export every platform metric deploy/monitoring/alerts.yml
+    # reads (consumer_lag and outbox_depth are every consumer's and outbox's).
+    exported = exported_names(sla_metrics) | exported_names(notify_metrics)
+    assert platform_metrics_alerted_on() <= exported
+
+
+def exported_names(exposition: str) -> set[str]:
+    """Every metric an exposition declares, samples or not (a labelled counter has none
+    until its first increment), by the names a query uses."""
+    names = set()
+    for family in text_string_to_metric_families(exposition):
+        names.add(family.name)
+        if family.type == "counter":
+            names.add(f"{family.name}_total")
+    return names
