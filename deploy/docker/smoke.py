@@ -14,7 +14,8 @@ PostgreSQL server already running (by default the dev stack of `make infra-up`):
 3. `deploy/local/demo.py`, in a container of the image too, for `--minutes`;
 4. the checks: every service still ready; reporting's total equals the complaints intake
    counted; routing assigned, sla breached (the demo's late cases), notify sent and none
-   failed (Prometheus counters); every log line is JSON;
+   failed (Prometheus counters); every log line is JSON, and every line that names a
+   complaint carries its correlation id;
 5. a graceful stop (SIGTERM, then at most 30 s): every service must exit with status 0.
 
 Everything is its own: a new database and a new topic namespace per run, dropped and
@@ -327,20 +328,38 @@ def check_counts(run: Run, headers: dict[str, str]) -> list[str]:
     return problems
 
 
-def check_logs(run: Run) -> list[str]:
+def log_problems(service: str, text: str) -> list[str]:
+    """Every line JSON, and every line about a complaint (it names one) carries the
+    correlation id that ties it to the rest of that complaint's story."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    not_json, uncorrelated, about_complaints = [], [], 0
+    for line in lines:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            not_json.append(line)
+            continue
+        if isinstance(entry, dict) and "complaint_no" in entry:
+            about_complaints += 1
+            if not entry.get("correlation_id"):
+                uncorrelated.append(str(entry.get("event")))
+    say(
+        f"{service}: {len(lines)} log lines, {len(lines) - len(not_json)} JSON, "
+        f"{about_complaints} about a complaint, {len(uncorrelated)} of them without correlation id"
+    )
     problems = []
-    for service in SERVICES:
-        lines = [line for line in run.logs(service).splitlines() if line.strip()]
-        not_json = []
-        for line in lines:
-            try:
-                json.loads(line)
-            except ValueError:
-                not_json.append(line)
-        if not_json:
-            problems.append(f"{service}: {len(not_json)} log lines not JSON, e.g. {not_json[0]!r}")
-        say(f"{service}: {len(lines)} log lines, {len(lines) - len(not_json)} JSON")
+    if not_json:
+        problems.append(f"{service}: {len(not_json)} log lines not JSON, e.g. {not_json[0]!r}")
+    if uncorrelated:
+        problems.append(
+            f"{service}: {len(uncorrelated)} lines name a complaint but no correlation id, "
+            f"e.g. {uncorrelated[0]!r}"
+        )
     return problems
+
+
+def check_logs(run: Run) -> list[str]:
+    return [problem for service in SERVICES for problem in log_problems(service, run.logs(service))]
 
 
 def stop_gracefully(run: Run) -> list[str]:

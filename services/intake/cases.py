@@ -445,6 +445,7 @@ class Intake:
         log.info(
             "case action",
             complaint_no=complaint_no,
+            correlation_id=events[0].correlation_id,
             action=action.value,
             status=after.status.value,
             events=[e.event_type for e in events],

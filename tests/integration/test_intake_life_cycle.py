@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncpg
 import pytest
+import structlog
 
+from services.intake import cases as cases_module
 from services.intake.cases import feedback_token
 from shared.contracts import decode_event
 from shared.contracts.intake import CaseEvent
@@ -176,3 +178,23 @@ async def test_the_survey_link_opens_a_form_that_posts_to_the_feedback_endpoint(
         assert "满意度评价" in chinese.text
         forged = await client.get(f"/survey/{number}", params={"token": "forged"})
         assert forged.status_code == 403
+
+
+async def test_a_case_action_logs_the_complaint_number_and_its_correlation_id(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with intake_client(database_url) as client:
+        submitted = await client.post(
+            "/v1/complaints", json=submission(), headers={"X-Correlation-Id": "corr-logged"}
+        )
+        number = submitted.json()["complaint_no"]
+        # The module's logger is bound on first use; one made inside the capture replaces it.
+        with structlog.testing.capture_logs() as logs:
+            monkeypatch.setattr(cases_module, "log", structlog.get_logger("intake.cases"))
+            acknowledged = await client.post(
+                f"/v1/complaints/{number}/acknowledge", json={"actor": "fo-supervisor"}
+            )
+            assert acknowledged.status_code == 200, acknowledged.text
+
+    [line] = [entry for entry in logs if entry["event"] == "case action"]
+    assert (line["complaint_no"], line["correlation_id"]) == (number, "corr-logged")

@@ -99,3 +99,25 @@ def test_without_a_working_engine_the_smoke_test_says_so(monkeypatch: pytest.Mon
 
     with pytest.raises(smoke.SmokeError, match="no working container engine"):
         smoke.pick_engine(None)
+
+
+def test_log_lines_must_be_json_and_name_a_complaint_with_its_correlation_id() -> None:
+    good = "\n".join(
+        [
+            '{"event": "assigned", "complaint_no": "261123001", "correlation_id": "c-1"}',
+            '{"event": "consumer started"}',
+            "",
+        ]
+    )
+    assert smoke.log_problems("routing", good) == []
+
+    bad = "\n".join(
+        [
+            '{"event": "case action", "complaint_no": "261123001"}',
+            "INFO:     Started server process [1]",
+        ]
+    )
+    problems = smoke.log_problems("intake", bad)
+    assert len(problems) == 2
+    assert "1 log lines not JSON" in problems[0]
+    assert "'case action'" in problems[1]
