@@ -226,18 +226,10 @@ class Run:
         return f"http://127.0.0.1:{self.ports[service]}"
 
 
-async def create_database(admin_url: str, database: str) -> None:
+async def administer(admin_url: str, statement: str) -> None:
     connection = await asyncpg.connect(admin_url)
     try:
-        await connection.execute(f'CREATE DATABASE "{database}"')
-    finally:
-        await connection.close()
-
-
-async def drop_database(admin_url: str, database: str) -> None:
-    connection = await asyncpg.connect(admin_url)
-    try:
-        await connection.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        await connection.execute(statement)
     finally:
         await connection.close()
 
@@ -401,7 +393,7 @@ def build(engine: str, image: str, build_args: Sequence[str]) -> None:
 
 
 def smoke(run: Run, minutes: float, rate: float) -> list[str]:
-    asyncio.run(create_database(run.admin_url, run.database))
+    asyncio.run(administer(run.admin_url, f'CREATE DATABASE "{run.database}"'))
     say(f"database {run.database}, topic namespace {run.namespace}")
     run.job("topics", ["python", "-m", "shared.kafka_admin"], run.kafka_env())
     run.job(
@@ -466,7 +458,7 @@ def clean_up(run: Run) -> None:
     for container in run.containers:
         subprocess.run([run.engine, "rm", "--force", container], capture_output=True, check=False)
     subprocess.run([run.engine, "volume", "rm", run.volume], capture_output=True, check=False)
-    asyncio.run(drop_database(run.admin_url, run.database))
+    asyncio.run(administer(run.admin_url, f'DROP DATABASE IF EXISTS "{run.database}" WITH (FORCE)'))
     asyncio.run(delete_topics(run.kafka, run.namespace))
 
 
