@@ -66,12 +66,13 @@ sys.path.insert(0, str(REPO))
 from bench.run import REGISTRY, SERVICES, free_port, fresh_database, platform_env  # noqa: E402
 from bench.staff import StaffAtWork  # noqa: E402
 from reliability.cluster import (  # noqa: E402
-    GROUPS,
     Cluster,
     GroupState,
     Instance,
+    all_groups,
     describe_groups,
     freeze,
+    groups_of,
     lag,
     stop,
     thaw,
@@ -86,7 +87,6 @@ log = structlog.get_logger("faults")
 
 RESULTS = REPO / "reliability" / "results"
 LOGS = REPO / ".local" / "fault-runs"  # beside, not in, the stack's own .local/faults
-ALL_GROUPS = [group for service in SERVICES for group in GROUPS[service]]
 SETTLE_POLL_S = 3.0
 SLOW_POLL_INTERVAL_MS = 10_000
 DIED = "died on its own, restarted"
@@ -297,7 +297,8 @@ async def drain(run: Run, driver: LoadDriver, seconds: float) -> tuple[Verdict, 
     clean_in_a_row = 0
     while True:
         judged = verdict(await asked(driver, run), await observe(run.sources, REGISTRY))
-        behind = await lag(run.sources.bootstrap, run.sources.namespace, ALL_GROUPS)
+        namespace = run.sources.namespace
+        behind = await lag(run.sources.bootstrap, namespace, all_groups(namespace))
         waiting = await unpublished(run.sources.database_url)
         clean_in_a_row = clean_in_a_row + 1 if judged.ok and behind == 0 and waiting == 0 else 0
         if clean_in_a_row >= 2 or time.monotonic() - started > seconds:
@@ -461,7 +462,7 @@ class SlowConsumer:
             await how(run, service)
 
     async def _held_up(self, run: Run, service: str) -> None:
-        groups = list(GROUPS[service])
+        groups = groups_of(run.sources.namespace, service)
         before = await describe_groups(run.sources.bootstrap, groups)
         conn = await asyncpg.connect(run.sources.database_url)
         try:
@@ -482,7 +483,7 @@ class SlowConsumer:
         )
 
     async def _frozen(self, run: Run, service: str) -> None:
-        groups = list(GROUPS[service])
+        groups = groups_of(run.sources.namespace, service)
         instance = run.cluster.primary[service]
         before = await describe_groups(run.sources.bootstrap, groups)
         freeze(instance)
@@ -545,7 +546,8 @@ class RebalanceStorm:
     _leaving: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def inject(self, run: Run, window: float) -> None:
-        seen: dict[str, set[frozenset[str]]] = {group: set() for group in ALL_GROUPS}
+        groups = all_groups(run.sources.namespace)
+        seen: dict[str, set[frozenset[str]]] = {group: set() for group in groups}
         while run.elapsed < 0.9 * window:
             service = run.rng.choice(self.services)
             extras = run.cluster.extras[service]
@@ -555,7 +557,7 @@ class RebalanceStorm:
             else:
                 instance = await run.cluster.add_extra(service)
                 run.note("instance added", service=service, name=instance.name, pid=instance.pid)
-            for group, state in (await describe_groups(run.sources.bootstrap, ALL_GROUPS)).items():
+            for group, state in (await describe_groups(run.sources.bootstrap, groups)).items():
                 seen[group].add(state.members)
             await asyncio.sleep(self.period)
         await asyncio.gather(*self._leaving)

@@ -46,7 +46,7 @@ from faststream.message import StreamMessage
 
 from shared.contracts import Event, RejectedMessageError, decode_event
 from shared.db import DbConnection, is_connection_error
-from shared.topics import DEAD_LETTER_SUFFIX, Topic
+from shared.topics import DEAD_LETTER_SUFFIX, Topic, consumer_group
 from shared.tracing import handling
 
 log = structlog.get_logger(__name__)
@@ -178,7 +178,12 @@ def subscribe(
     ``handle_many``, which, when given, takes a whole batch at once in its transaction
     (cheaper for a handler that can fold many messages into a few statements); a batch
     that fails is still handled again one message at a time, by ``handle``.
+
+    ``group_id`` is the service's group name; outside the default namespace the group
+    joined carries the topics' namespace (``consumer_group``).
     """
+    [namespace] = {topic.namespace for topic in topics}
+    group_id = consumer_group(namespace, group_id)
 
     async def handle_alone(record: ConsumerRecord[bytes, bytes], message: MessageT) -> None:
         with (

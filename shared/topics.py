@@ -4,7 +4,8 @@ Each producing service owns one topic carrying its events, keyed by complaint
 number so each complaint's events stay in order. Each consumed topic has a
 dead-letter topic beside it for messages that cannot be processed. Topic names
 start with a namespace (each service's ``COMPLAINTS_TOPIC_NAMESPACE`` setting, default
-``complaints``) so several environments, or test runs, can share one cluster.
+``complaints``), and so do consumer groups outside the default one (``consumer_group``),
+so several environments, or test runs, can share one cluster.
 """
 
 from __future__ import annotations
@@ -15,6 +16,14 @@ from dataclasses import dataclass, fields
 DEAD_LETTER_SUFFIX = ".dlq"
 DEAD_LETTER_PARTITIONS = 3
 DEFAULT_NAMESPACE = "complaints"
+
+
+def consumer_group(namespace: str, name: str) -> str:
+    """The consumer group a service's ``name`` (``routing``, ``intake-submissions``) joins
+    in ``namespace``: the bare name in the default namespace, where running deployments
+    keep their offsets under it, else prefixed, so that two environments sharing a
+    cluster never share a group (nor its rebalances, lag or ACLs)."""
+    return name if namespace == DEFAULT_NAMESPACE else f"{namespace}.{name}"
 
 
 @dataclass(frozen=True)
@@ -29,6 +38,10 @@ class Topic:
     def role(self) -> str:
         """The topic's name without its namespace: what it carries."""
         return self.name.split(".", 1)[1]
+
+    @property
+    def namespace(self) -> str:
+        return self.name.split(".", 1)[0]
 
     @property
     def dead_letter(self) -> str:

@@ -57,7 +57,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from shared.settings import ServiceSettings  # noqa: E402
-from shared.topics import Topics  # noqa: E402
+from shared.topics import Topics, consumer_group  # noqa: E402
 
 FORMAT = 1
 DUMP_FILE = "database.dump"
@@ -526,8 +526,7 @@ class Kafka:
                 if time.monotonic() > deadline:
                     raise BackupError(
                         f"consumer group {group} refuses offsets set from outside: it still "
-                        "has members. Stop every instance of the services first (group ids "
-                        "are the same in every namespace on the cluster)"
+                        "has members. Stop every instance of the services first"
                     ) from exc
             finally:
                 await consumer.stop()
@@ -612,7 +611,9 @@ async def backup(
     found = discover_platform()
     topics = Topics.in_namespace(endpoints.namespace)
     consumed = {
-        group: tuple(topics.by_role(role).name for role in roles)
+        consumer_group(endpoints.namespace, group): tuple(
+            topics.by_role(role).name for role in roles
+        )
         for group, roles in found.groups.items()
     }
     produced = [topics.by_role(role).name for role in found.produced]

@@ -35,7 +35,7 @@ from services.reporting.settings import ReportingSettings
 from services.routing.app import build_app as build_routing
 from services.sla.app import build_app as build_sla
 from shared.settings import ServiceSettings
-from shared.topics import Topics
+from shared.topics import Topics, consumer_group
 from tests.conftest import with_database
 from tests.integration.test_intake_api import submission
 from tests.support.backup import backup_tool, committed_offsets, table_counts, whole_topic
@@ -186,7 +186,10 @@ async def test_a_restored_backup_loses_nothing_and_resumes_exactly_once(
     restored_url = with_database(infra.database_url, f"t_{uuid.uuid4().hex[:12]}")
     backup_dir = tmp_path / "backup"
     groups = tool.discover_platform().groups
-    group_topics = {g: [topics.by_role(r).name for r in roles] for g, roles in groups.items()}
+    group_topics = {
+        consumer_group(topics.namespace, g): [topics.by_role(r).name for r in roles]
+        for g, roles in groups.items()
+    }
     partitions = {topic.name: topic.partitions for topic in topics.all()}
     elsewhere = with_database(infra.database_url, f"t_{uuid.uuid4().hex[:12]}")
     try:

@@ -198,7 +198,8 @@ async def test_the_platform_s_kafka_subscribers_are_what_the_watchdog_reads() ->
 
     assert isinstance(subscriber, ConsumingSubscriber)
     assert (subscriber.running, list(subscriber.tasks), len(subscriber.calls)) == (False, [], 1)
-    assert subscriber.get_log_context(None)["group_id"] == "routing"
+    # Outside the default namespace the group carries the namespace (consumer_group).
+    assert subscriber.get_log_context(None)["group_id"] == "t.routing"
     assert subscriber.get_log_context(None)["topic"] == "t.intake"
 
 
