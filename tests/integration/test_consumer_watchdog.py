@@ -105,7 +105,7 @@ async def test_a_consumer_stopped_by_aiokafka_exits_and_its_restart_assigns_each
     try:
 
         async def both_handling() -> bool:
-            return all('"Received"' in platform.log(name) for name in instances)
+            return all('"complaint assigned"' in platform.log(name) for name in instances)
 
         await wait_for(both_handling, timeout=60)
         exited: dict[str, int] = {}
@@ -140,7 +140,7 @@ async def test_a_consumer_stopped_by_aiokafka_exits_and_its_restart_assigns_each
         await wait_for(all_assigned, timeout=45)
         await asyncio.sleep(2)  # anything handled twice would show by now
         for name in exited:
-            assert '"Received"' in platform.log(f"{name}-restarted")
+            assert '"complaint assigned"' in platform.log(f"{name}-restarted")
     finally:
         await trickle.stop()
         platform.stop()
