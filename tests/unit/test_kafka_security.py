@@ -245,3 +245,11 @@ def test_passwords_for_users(tmp_path: Path) -> None:
     for bad in ("", " a", "a ", "a\\b", "a\nb", "a\rb"):
         with pytest.raises(ValueError, match="Kafka password"):
             acls.scram_config(bad)
+
+
+def test_in_another_namespace_each_service_may_read_only_its_own_namespaced_groups() -> None:
+    rows = acl_rows("staging")
+    for service in acls.SERVICES:
+        user = acls.user_name("staging", service)
+        groups = {name for u, op, kind, name, _ in rows if (u, op, kind) == (user, "READ", "GROUP")}
+        assert groups == {f"staging.{group}" for group in acls.GROUPS[service]}, service
