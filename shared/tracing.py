@@ -6,7 +6,8 @@ batch a consumer takes, linking the producers' spans; ``handling`` gives each me
 the batch a span of its own that continues its producer's trace, so that what a handler
 enqueues carries that trace on (``trace_headers``, stored with the outbox row and sent by
 the relay as the W3C ``traceparent`` header). Intake's and reporting's requests are spans
-too (``TraceRequests``), continuing a caller's ``traceparent``.
+too (``TraceRequests``), continuing a caller's ``traceparent``; FastAPI's own telemetry
+is off (``FASTAPI_TELEMETRY``).
 
 Spans are exported only when ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or
 ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``) is set, with the exporter's other standard
@@ -21,6 +22,7 @@ from collections.abc import Collection, Iterable, Iterator, MutableMapping
 from contextlib import contextmanager
 from typing import Any
 
+from fastapi.telemetry import TelemetryConfig
 from opentelemetry import propagate, trace
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
@@ -29,6 +31,14 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 _tracer = trace.get_tracer("complaints-platform")
+
+# FastAPI's native telemetry wakes up once a tracer provider is set: a second server span
+# beside ``TraceRequests``'s, recording the path and query string (complaint numbers,
+# survey tokens), and spans around each request's dependencies, endpoint and
+# serialisation. Unsampled, they still cost 0.1–0.15 ms of CPU a request, three to four
+# times what ``TraceRequests`` costs (BENCHMARKS.md, 2026-11-23). With no meter or logger
+# provider set, its metrics and logs would record nothing anyway.
+FASTAPI_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
 
 
 def configure_tracing(service: str) -> None:

@@ -101,7 +101,7 @@ from shared.ops import OPS_PATHS, OpsEndpoints
 from shared.policy import LivePacks
 from shared.runtime import consuming, service_database, watching
 from shared.topics import Topics
-from shared.tracing import TraceRequests, configure_tracing
+from shared.tracing import FASTAPI_TELEMETRY, TraceRequests, configure_tracing
 
 SCHEMA = "intake"
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -219,6 +219,7 @@ def build_app(settings: IntakeSettings) -> FastAPI:
         version="1",
         description="Branches submit complaints here; staff and customers act on cases.",
         lifespan=lifespan,
+        telemetry=FASTAPI_TELEMETRY,
     )
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
     app.add_middleware(TraceRequests, untraced=OPS_PATHS)

@@ -72,7 +72,7 @@ from shared.ops import OPS_PATHS, OpsEndpoints
 from shared.policy import LivePacks
 from shared.runtime import consuming, service_database, watching
 from shared.topics import Topics
-from shared.tracing import TraceRequests, configure_tracing
+from shared.tracing import FASTAPI_TELEMETRY, TraceRequests, configure_tracing
 
 SCHEMA = "reporting"
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -235,6 +235,7 @@ def build_app(settings: ReportingSettings) -> FastAPI:
         "(X-Api-Key) or a staff token (Bearer); a case file also a reason (X-Access-Reason), "
         "and every read of one is audited (GET /v1/audit/record-reads).",
         lifespan=lifespan,
+        telemetry=FASTAPI_TELEMETRY,
     )
     app.add_middleware(TraceRequests, untraced=OPS_PATHS)
     answer_503_when_database_down(app, "The reporting database is unavailable. Retry shortly.")

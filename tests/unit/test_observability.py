@@ -6,6 +6,8 @@ import uuid
 
 import httpx
 import pytest
+from fastapi import FastAPI
+from fastapi.telemetry import get_telemetry_data
 from faststream.kafka import KafkaBroker
 from opentelemetry import trace
 from prometheus_client.parser import text_string_to_metric_families
@@ -17,7 +19,14 @@ from starlette.routing import Route
 from shared import ops
 from shared.metrics import ServiceMetrics, partition_lag
 from shared.ops import OpsEndpoints, readiness
-from shared.tracing import TraceRequests, add_trace_id, configure_tracing, handling, trace_headers
+from shared.tracing import (
+    FASTAPI_TELEMETRY,
+    TraceRequests,
+    add_trace_id,
+    configure_tracing,
+    handling,
+    trace_headers,
+)
 
 configure_tracing("unit-tests")
 
@@ -93,6 +102,33 @@ async def test_a_request_continues_its_callers_trace() -> None:
         fresh = (await c.get("/v1/x/2")).json()
     assert continued["traceparent"].split("-")[1] == trace_id
     assert fresh["traceparent"].split("-")[1] != trace_id
+
+
+async def test_requests_are_traced_once_not_by_fastapi_too() -> None:
+    """FastAPI's own request spans would record paths and query strings, and cost every
+    request their time: only ``TraceRequests`` traces, and the context still travels."""
+    fastapis: dict[bool, object] = {}
+
+    def app(fastapi_telemetry: bool) -> FastAPI:
+        api = FastAPI() if fastapi_telemetry else FastAPI(telemetry=FASTAPI_TELEMETRY)
+
+        @api.get("/v1/x/{n}")
+        async def carried(n: int) -> dict[str, str]:
+            fastapis[fastapi_telemetry] = get_telemetry_data()
+            return trace_headers()
+
+        api.add_middleware(TraceRequests)
+        return api
+
+    trace_id = uuid.uuid4().hex
+    for fastapi_telemetry in (True, False):
+        transport = httpx.ASGITransport(app=app(fastapi_telemetry))
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            continued = await c.get("/v1/x/1", headers={"traceparent": traceparent(trace_id)})
+        assert continued.json()["traceparent"].split("-")[1] == trace_id
+    # With a tracer provider set, FastAPI's telemetry is on unless told otherwise.
+    assert fastapis[True] is not None
+    assert fastapis[False] is None
 
 
 async def ops_get(endpoints: OpsEndpoints, path: str) -> httpx.Response:
