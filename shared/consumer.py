@@ -41,7 +41,7 @@ import structlog
 from aiokafka import ConsumerRecord
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
 from faststream import AckPolicy
-from faststream.kafka import KafkaBroker, KafkaMessage
+from faststream.kafka import KafkaBroker
 from faststream.message import StreamMessage
 
 from shared.contracts import Event, RejectedMessageError, decode_event
@@ -143,15 +143,14 @@ async def _dead_letter(
     )
 
 
-async def _undecoded(msg: StreamMessage[Any]) -> None:
+async def _raw_records(msg: StreamMessage[Any]) -> tuple[ConsumerRecord[bytes, bytes], ...]:
     """FastStream's decoder in place of its own, which would parse each body as JSON
     before we do: twice the work, and its errors on hostile bytes (a 5,000-digit number,
     a body its content-type header belies) would fail every delivery of the batch before
-    our decoder could dead-letter the message, stopping the partition for good."""
-
-
-def _records(msg: StreamMessage[Any]) -> tuple[ConsumerRecord[bytes, bytes], ...]:
-    # FastStream would parse JSON itself; we decode, so that bad bytes can be dead-lettered.
+    our decoder could dead-letter the message, stopping the partition for good. The
+    batch's records become the handler's body: a ``KafkaMessage`` parameter instead would
+    be resolved in a worker thread on every batch (fast_depends runs its sync ``use`` so),
+    5-14 % of a consumer's CPU (BENCHMARKS.md, 2026-11-23)."""
     records = msg.raw_message
     return records if isinstance(records, tuple) else (records,)
 
@@ -239,9 +238,9 @@ def subscribe(
         _run(actions)
         return True
 
-    async def on_batch(_: object, msg: KafkaMessage) -> None:
+    async def on_batch(records: Any) -> None:
         batch: list[tuple[ConsumerRecord[bytes, bytes], MessageT]] = []
-        for record in _records(msg):
+        for record in records:
             try:
                 message = decode(record.value or b"")
             except RejectedMessageError as exc:
@@ -270,7 +269,7 @@ def subscribe(
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
         max_poll_interval_ms=_max_poll_interval_ms.get(broker, DEFAULT_MAX_POLL_INTERVAL_MS),
-        decoder=_undecoded,
+        decoder=_raw_records,
         title=f"{group_id}:" + ",".join(topic.name for topic in topics),
     )(on_batch)
 

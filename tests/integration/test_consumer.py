@@ -6,6 +6,8 @@ import uuid
 from collections.abc import Awaitable, Callable
 
 import asyncpg
+import fast_depends.utils
+import pytest
 from faststream.kafka import KafkaBroker
 
 from shared.consumer import (
@@ -22,6 +24,7 @@ from shared.topics import Topic
 from tests.contracts.evolution import evolved_contract, v1_document
 from tests.contracts.golden import golden_samples
 from tests.support.infra import Infra
+from tests.support.intake import wait_for
 from tests.support.kafka import read_records
 
 
@@ -320,3 +323,37 @@ async def test_a_decoder_that_fails_unexpectedly_dead_letters_instead_of_stoppin
     headers = {k: v.decode() for k, v in dead.headers}
     assert headers["dlq.original_offset"] == "1"
     assert "undecodable: KeyError" in headers["dlq.error"]
+
+
+async def test_a_batch_reaches_its_handler_without_a_worker_thread(
+    infra: Infra, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """fast_depends resolves a sync parameter (a ``KafkaMessage`` context) in a worker
+    thread; the batch handler takes its records as its body instead, so no batch pays
+    that hop (BENCHMARKS.md, 2026-11-23)."""
+    hops: list[object] = []
+    in_threadpool = fast_depends.utils.run_in_threadpool
+
+    async def counted(func: Callable[..., object], *args: object, **kwargs: object) -> object:
+        hops.append(func)
+        return await in_threadpool(func, *args, **kwargs)
+
+    monkeypatch.setattr(fast_depends.utils, "run_in_threadpool", counted)
+    handled: list[str] = []
+
+    async def handle(event: Event) -> None:
+        handled.append(event.complaint_no)
+
+    broker, topic = await _subscribed_broker(infra, handle)
+    try:
+        for number in ("261122101", "261122102"):
+            await broker.publish(encode_event(_assigned(number)), topic=topic.name, key=b"k")
+
+        async def both() -> bool:
+            return len(handled) == 2
+
+        await wait_for(both, timeout=30)
+    finally:
+        await broker.stop()
+    assert handled == ["261122101", "261122102"]
+    assert hops == []
