@@ -94,7 +94,13 @@ from shared.contracts.submissions import (
     Severity,
     SubmitComplaint,
 )
-from shared.http import BodySizeLimit, answer_503_when_database_down, document_body_refusals
+from shared.http import (
+    AccessLog,
+    BodySizeLimit,
+    answer_503_when_database_down,
+    document_body_refusals,
+    note_for_access_log,
+)
 from shared.logging import configure_logging
 from shared.metrics import ServiceMetrics
 from shared.ops import OPS_PATHS, OpsEndpoints
@@ -222,6 +228,8 @@ def build_app(settings: IntakeSettings) -> FastAPI:
         telemetry=FASTAPI_TELEMETRY,
     )
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
+    # Inside the request's span, so that its line carries the trace id.
+    app.add_middleware(AccessLog, quiet=OPS_PATHS)
     app.add_middleware(TraceRequests, untraced=OPS_PATHS)
     answer_503_when_database_down(
         app, "The complaint database is unavailable; nothing was recorded. Retry shortly."
@@ -319,6 +327,9 @@ def build_app(settings: IntakeSettings) -> FastAPI:
             correlation_id=x_correlation_id or str(uuid.uuid4()),
             submission_key=idempotency_key or submission.submission_id,
         )
+        note_for_access_log(
+            complaint_no=accepted.complaint_no, correlation_id=accepted.correlation_id
+        )
         body = ComplaintAccepted(
             complaint_no=accepted.complaint_no,
             status=CaseStatus.RECEIVED,
@@ -379,11 +390,10 @@ def build_app(settings: IntakeSettings) -> FastAPI:
         e-mail are shown in clear only to the branch and to agents and supervisors; others
         see them masked.
         """
+        correlation_id = x_correlation_id or str(uuid.uuid4())
+        note_for_access_log(correlation_id=correlation_id)
         read = await holder.get().read_record(
-            complaint_no,
-            caller,
-            reason=header_text(x_access_reason),
-            correlation_id=x_correlation_id or str(uuid.uuid4()),
+            complaint_no, caller, reason=header_text(x_access_reason), correlation_id=correlation_id
         )
         if not read.decision.visible:
             raise CaseNotFoundError(complaint_no)
@@ -395,6 +405,7 @@ def build_app(settings: IntakeSettings) -> FastAPI:
         return CaseView.model_validate({**view, "allowed_actions": allowed_actions(state)})
 
     def _applied(result: ActionResult) -> ActionApplied:
+        note_for_access_log(correlation_id=result.correlation_id)
         state = CaseState(result.status, result.held_from, result.round)
         return ActionApplied(
             complaint_no=result.complaint_no,

@@ -134,6 +134,7 @@ class ActionResult:
     round: int
     sequence: int
     events: list[str]
+    correlation_id: str
 
 
 # A branch's clock may run a little ahead of ours; a week back is as far as a branch may
@@ -457,6 +458,7 @@ class Intake:
             after.round,
             events[-1].sequence,
             [e.event_type for e in events],
+            events[0].correlation_id,
         )
 
     def _check_references(

@@ -65,7 +65,7 @@ from shared.consumer import subscribe_events
 from shared.consumer_app import PoolHolder, new_broker
 from shared.contracts import Event
 from shared.db import DbConnection
-from shared.http import answer_503_when_database_down
+from shared.http import AccessLog, answer_503_when_database_down
 from shared.logging import configure_logging
 from shared.metrics import ServiceMetrics
 from shared.ops import OPS_PATHS, OpsEndpoints
@@ -237,6 +237,8 @@ def build_app(settings: ReportingSettings) -> FastAPI:
         lifespan=lifespan,
         telemetry=FASTAPI_TELEMETRY,
     )
+    # Inside the request's span, so that its line carries the trace id.
+    app.add_middleware(AccessLog, quiet=OPS_PATHS)
     app.add_middleware(TraceRequests, untraced=OPS_PATHS)
     answer_503_when_database_down(app, "The reporting database is unavailable. Retry shortly.")
     OpsEndpoints(metrics, broker, lambda: holder.attached, outbox=False).add_to(app)

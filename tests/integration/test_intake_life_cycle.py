@@ -8,6 +8,7 @@ import structlog
 
 from services.intake import cases as cases_module
 from services.intake.cases import feedback_token
+from shared import http as http_module
 from shared.contracts import decode_event
 from shared.contracts.intake import CaseEvent
 from shared.topics import Topics
@@ -184,17 +185,28 @@ async def test_a_case_action_logs_the_complaint_number_and_its_correlation_id(
     database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async with intake_client(database_url) as client:
-        submitted = await client.post(
-            "/v1/complaints", json=submission(), headers={"X-Correlation-Id": "corr-logged"}
-        )
-        number = submitted.json()["complaint_no"]
-        # The module's logger is bound on first use; one made inside the capture replaces it.
+        # Modules' loggers are bound on first use; ones made inside the capture replace them.
         with structlog.testing.capture_logs() as logs:
             monkeypatch.setattr(cases_module, "log", structlog.get_logger("intake.cases"))
+            monkeypatch.setattr(http_module, "log", structlog.get_logger("shared.http"))
+            submitted = await client.post(
+                "/v1/complaints", json=submission(), headers={"X-Correlation-Id": "corr-logged"}
+            )
+            number = submitted.json()["complaint_no"]
+            # No header: the action's events, and its lines, carry the complaint's own id.
             acknowledged = await client.post(
                 f"/v1/complaints/{number}/acknowledge", json={"actor": "fo-supervisor"}
             )
             assert acknowledged.status_code == 200, acknowledged.text
 
-    [line] = [entry for entry in logs if entry["event"] == "case action"]
-    assert (line["complaint_no"], line["correlation_id"]) == (number, "corr-logged")
+    [action] = [entry for entry in logs if entry["event"] == "case action"]
+    assert (action["complaint_no"], action["correlation_id"]) == (number, "corr-logged")
+    requests = [
+        (entry["route"], entry["status"], entry["complaint_no"], entry["correlation_id"])
+        for entry in logs
+        if entry["event"] == "request"
+    ]
+    assert requests == [
+        ("/v1/complaints", 201, number, "corr-logged"),
+        ("/v1/complaints/{complaint_no}/acknowledge", 200, number, "corr-logged"),
+    ]
