@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -22,6 +24,30 @@ async def _produce(bootstrap: str, topic: str, count: int) -> None:
     try:
         for index in range(count):
             await producer.send_and_wait(topic, b"{}", key=f"26112300{index}".encode())
+    finally:
+        await producer.stop()
+
+
+@asynccontextmanager
+async def _writing(bootstrap: str, topic: str) -> AsyncIterator[None]:
+    """A producer writing to ``topic`` from before the block until after it."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    stop = asyncio.Event()
+
+    async def write() -> None:
+        while not stop.is_set():
+            await producer.send_and_wait(topic, b"{}", key=b"261123999")
+            await asyncio.sleep(0.05)
+
+    try:
+        await producer.send_and_wait(topic, b"{}", key=b"261123999")
+        task = asyncio.create_task(write())
+        try:
+            yield
+        finally:
+            stop.set()
+            await task
     finally:
         await producer.stop()
 
@@ -54,10 +80,11 @@ async def test_a_topic_grows_only_once_drained_and_quiet(infra: Infra, topics: T
             await grow(broker, topic, 12, settle_seconds=0.1, force=False)
 
         await _commit(bootstrap, group, topics.routing, leave_behind=0)
-        writing = asyncio.create_task(_produce(bootstrap, topic, 30))
-        with pytest.raises(PartitionChangeRefusedError, match="still being written"):
-            await grow(broker, topic, 12, settle_seconds=1.0, force=False)
-        await writing
+        # Writing before the watch starts and until it ends, however slow the machine:
+        # a fixed burst could land wholly before the watch, or after it.
+        async with _writing(bootstrap, topic):
+            with pytest.raises(PartitionChangeRefusedError, match="still being written"):
+                await grow(broker, topic, 12, settle_seconds=1.0, force=False)
         await _commit(bootstrap, group, topics.routing, leave_behind=0)
 
         grown = await grow(broker, topic, 12, settle_seconds=0.5, force=False)
