@@ -20,7 +20,7 @@ from pathlib import Path
 import asyncpg
 from aiokafka.admin import AIOKafkaAdminClient
 
-from shared.topics import Topics
+from shared.topics import Topics, consumer_group
 from tests.integration.test_routing import produce, received
 from tests.support.db import scalar
 from tests.support.infra import Infra
@@ -72,7 +72,8 @@ async def test_sigterm_drains_and_commits_what_was_done_and_a_restart_resumes_ex
         code = await asyncio.to_thread(platform.processes["routing"].wait, GRACEFUL_TIMEOUT + 15)
         took = time.monotonic() - stopping
         done_at_stop = await scalar(database_url, processed)
-        committed = await _committed(bootstrap, "routing", topics.intake.name)
+        group = consumer_group(topics.namespace, "routing")
+        committed = await _committed(bootstrap, group, topics.intake.name)
         log = platform.log("routing")
     finally:
         platform.stop()
