@@ -5,7 +5,6 @@ from __future__ import annotations
 import signal
 import time
 from collections.abc import Collection
-from contextvars import ContextVar
 
 import asyncpg
 import structlog
@@ -17,6 +16,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.db import is_connection_error
+from shared.logging import request_notes
 from shared.watchdog import exit_after_sigterm
 
 log = structlog.get_logger(__name__)
@@ -140,22 +140,14 @@ async def _no_receive() -> Message:
 
 # Bounds on what a caller's header or path puts into a log line.
 _LOGGED_ID_CHARS = 100
-_noted: ContextVar[dict[str, str] | None] = ContextVar("access_log_noted", default=None)
-
-
-def note_for_access_log(**fields: str) -> None:
-    """What the request's access line should say that only the endpoint learns: the
-    complaint a submission became, the correlation id a complaint's events carry."""
-    noted = _noted.get()
-    if noted is not None:
-        noted.update(fields)
 
 
 class AccessLog:
     """One line per request, in place of uvicorn's: the route's template, never the path
     or query as sent (a survey link carries its token), the status and the time taken;
     for a request about a complaint its number and correlation id (the caller's
-    ``X-Correlation-Id`` unless the endpoint noted the complaint's own). ``quiet`` paths,
+    ``X-Correlation-Id`` unless the code serving it noted the complaint's own:
+    ``shared.logging.note_for_access_log``). ``quiet`` paths,
     the probes and scrapes, are not logged."""
 
     def __init__(self, app: ASGIApp, quiet: Collection[str] = ()) -> None:
@@ -174,20 +166,18 @@ class AccessLog:
                 answered["status"] = message["status"]
             await send(message)
 
-        noted: dict[str, str] = {}
-        token = _noted.set(noted)
-        try:
-            await self._app(scope, receive, sending)
-        finally:
-            _noted.reset(token)
-            log.info(
-                "request",
-                method=scope["method"],
-                route=getattr(scope.get("route"), "path", None),
-                status=answered["status"],
-                duration_ms=round((time.perf_counter() - started) * 1000, 1),
-                **(_about(scope) | noted),
-            )
+        with request_notes() as noted:
+            try:
+                await self._app(scope, receive, sending)
+            finally:
+                log.info(
+                    "request",
+                    method=scope["method"],
+                    route=getattr(scope.get("route"), "path", None),
+                    status=answered["status"],
+                    duration_ms=round((time.perf_counter() - started) * 1000, 1),
+                    **(_about(scope) | noted),
+                )
 
 
 def _about(scope: Scope) -> dict[str, str]:

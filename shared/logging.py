@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import MutableMapping
+from collections.abc import Iterator, MutableMapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import structlog
@@ -83,3 +85,27 @@ def configure_logging(service: str, level: str = "INFO") -> structlog.stdlib.Bou
     logging.getLogger("aiokafka").setLevel(max(logging.WARNING, root.level))
     logger: structlog.stdlib.BoundLogger = structlog.get_logger(service)
     return logger
+
+
+# What the request being served (if any) should say about itself in its access line.
+_request_notes: ContextVar[dict[str, str] | None] = ContextVar("request_notes", default=None)
+
+
+def note_for_access_log(**fields: str) -> None:
+    """What the access line of the request being served should say that only the code
+    serving it learns: the complaint a submission became, the correlation id of the
+    complaint an action or read is about. Outside a request (a Kafka message) nothing."""
+    notes = _request_notes.get()
+    if notes is not None:
+        notes.update(fields)
+
+
+@contextmanager
+def request_notes() -> Iterator[dict[str, str]]:
+    """The notes of the request served inside the block."""
+    notes: dict[str, str] = {}
+    token = _request_notes.set(notes)
+    try:
+        yield notes
+    finally:
+        _request_notes.reset(token)

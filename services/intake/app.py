@@ -99,9 +99,8 @@ from shared.http import (
     BodySizeLimit,
     answer_503_when_database_down,
     document_body_refusals,
-    note_for_access_log,
 )
-from shared.logging import configure_logging
+from shared.logging import configure_logging, note_for_access_log
 from shared.metrics import ServiceMetrics
 from shared.ops import OPS_PATHS, OpsEndpoints
 from shared.policy import LivePacks
@@ -405,7 +404,6 @@ def build_app(settings: IntakeSettings) -> FastAPI:
         return CaseView.model_validate({**view, "allowed_actions": allowed_actions(state)})
 
     def _applied(result: ActionResult) -> ActionApplied:
-        note_for_access_log(correlation_id=result.correlation_id)
         state = CaseState(result.status, result.held_from, result.round)
         return ActionApplied(
             complaint_no=result.complaint_no,

@@ -55,6 +55,7 @@ from shared.contracts.submissions import Confidentiality, SubmissionOutcome, Sub
 from shared.db import DbConnection
 from shared.group_commit import GroupCommit
 from shared.inbox import first_delivery
+from shared.logging import note_for_access_log
 from shared.outbox import enqueue
 from shared.policy import Branch, LivePacks, PolicyPack
 from shared.topics import Topics
@@ -134,7 +135,6 @@ class ActionResult:
     round: int
     sequence: int
     events: list[str]
-    correlation_id: str
 
 
 # A branch's clock may run a little ahead of ours; a week back is as far as a branch may
@@ -372,6 +372,8 @@ class Intake:
             case = await store.lock_case(conn, complaint_no)
             if case is None:
                 raise CaseNotFoundError(complaint_no)
+            # Before any refusal, so that a refused request's line names the case's story too.
+            note_for_access_log(correlation_id=correlation_id or case.correlation_id)
             if authorize is not None:
                 # Decided on the locked row: its department and assignee cannot change under it.
                 authorize(
@@ -458,7 +460,6 @@ class Intake:
             after.round,
             events[-1].sequence,
             [e.event_type for e in events],
-            events[0].correlation_id,
         )
 
     def _check_references(

@@ -198,6 +198,11 @@ async def test_a_case_action_logs_the_complaint_number_and_its_correlation_id(
                 f"/v1/complaints/{number}/acknowledge", json={"actor": "fo-supervisor"}
             )
             assert acknowledged.status_code == 200, acknowledged.text
+            # Refused (out of turn): its line still names the case's story.
+            too_early = await client.post(
+                f"/v1/complaints/{number}/close", json={"actor": "fo-supervisor"}
+            )
+            assert too_early.status_code == 409, too_early.text
 
     [action] = [entry for entry in logs if entry["event"] == "case action"]
     assert (action["complaint_no"], action["correlation_id"]) == (number, "corr-logged")
@@ -209,4 +214,5 @@ async def test_a_case_action_logs_the_complaint_number_and_its_correlation_id(
     assert requests == [
         ("/v1/complaints", 201, number, "corr-logged"),
         ("/v1/complaints/{complaint_no}/acknowledge", 200, number, "corr-logged"),
+        ("/v1/complaints/{complaint_no}/close", 409, number, "corr-logged"),
     ]

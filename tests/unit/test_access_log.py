@@ -12,7 +12,8 @@ import structlog
 from fastapi import FastAPI
 
 from shared import http
-from shared.http import AccessLog, note_for_access_log
+from shared.http import AccessLog
+from shared.logging import note_for_access_log
 
 
 @pytest.fixture
