@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncpg
 import pytest
-import structlog
 
 from services.intake import cases as cases_module
 from services.intake.cases import feedback_token
@@ -13,6 +12,7 @@ from shared.contracts import decode_event
 from shared.contracts.intake import CaseEvent
 from shared.topics import Topics
 from tests.integration.test_intake_api import intake_client, submission
+from tests.support.logs import captured_logs
 
 TOKEN_SECRET = b"development-only-feedback-secret"
 TOPICS = Topics.in_namespace()  # intake_client's
@@ -185,10 +185,7 @@ async def test_a_case_action_logs_the_complaint_number_and_its_correlation_id(
     database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async with intake_client(database_url) as client:
-        # Modules' loggers are bound on first use; ones made inside the capture replace them.
-        with structlog.testing.capture_logs() as logs:
-            monkeypatch.setattr(cases_module, "log", structlog.get_logger("intake.cases"))
-            monkeypatch.setattr(http_module, "log", structlog.get_logger("shared.http"))
+        with captured_logs(monkeypatch, cases_module, http_module) as logs:
             submitted = await client.post(
                 "/v1/complaints", json=submission(), headers={"X-Correlation-Id": "corr-logged"}
             )

@@ -8,19 +8,17 @@ from typing import Any
 
 import httpx
 import pytest
-import structlog
 from fastapi import FastAPI
 
 from shared import http
 from shared.http import AccessLog
 from shared.logging import note_for_access_log
+from tests.support.logs import captured_logs
 
 
 @pytest.fixture
 def lines(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[MutableMapping[str, Any]]]:
-    # The module's logger is bound on first use; one made inside the capture replaces it.
-    with structlog.testing.capture_logs() as logs:
-        monkeypatch.setattr(http, "log", structlog.get_logger("shared.http"))
+    with captured_logs(monkeypatch, http) as logs:
         yield logs
 
 

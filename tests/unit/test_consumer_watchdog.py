@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-import structlog
 from faststream.kafka import KafkaBroker
 
 from shared import watchdog
@@ -22,6 +21,7 @@ from shared.consumer import subscribe_events
 from shared.contracts import Event
 from shared.topics import Topics
 from shared.watchdog import ConsumingSubscriber, stopped_consumers, watch_consumers
+from tests.support.logs import captured_logs
 
 
 @dataclass
@@ -145,10 +145,7 @@ async def test_the_watch_logs_each_stopped_consumer_and_calls_back_once(
     broker = FakeBroker([healthy, dying])
     calls: list[None] = []
 
-    with structlog.testing.capture_logs() as logs:
-        # A logger bound inside the capture: the module's may hold the processors of an
-        # earlier configure_logging in the run, out of the capture's reach.
-        monkeypatch.setattr(watchdog, "log", structlog.get_logger(watchdog.__name__))
+    with captured_logs(monkeypatch, watchdog) as logs:
         watch = asyncio.create_task(watch_consumers(broker, lambda: calls.append(None), every=0.01))
         await asyncio.sleep(0.05)
         assert calls == []  # both consuming: nothing to say

@@ -20,7 +20,6 @@ from typing import Any, cast
 
 import asyncpg
 import pytest
-import structlog
 
 from services.notify import delivery as delivery_module
 from services.notify.channels.base import Lookup, RejectedError, SmsMessage
@@ -30,6 +29,7 @@ from services.notify.delivery import Channels, DeliveryWorker, OutcomeCounters
 from services.notify.settings import NotifySettings
 from services.notify.store import Notification
 from shared.metrics import ServiceMetrics
+from tests.support.logs import captured_logs
 
 ADDRESS = "zhang.wei@example.com"
 MOVE = "UPDATE notifications SET status"
@@ -260,11 +260,8 @@ async def test_a_refusal_known_while_the_database_is_away_is_recorded_too() -> N
 
 @pytest.fixture
 def delivery_logs(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[MutableMapping[str, Any]]]:
-    """What notify.delivery logs during the test. Its module's logger is bound on first
-    use (cache_logger_on_first_use): after an earlier test in the run used it, it writes
-    past capture_logs. A logger made inside the capture takes its place."""
-    with structlog.testing.capture_logs() as logs:
-        monkeypatch.setattr(delivery_module, "log", structlog.get_logger("notify.delivery"))
+    """What notify.delivery logs during the test."""
+    with captured_logs(monkeypatch, delivery_module) as logs:
         yield logs
 
 
