@@ -18,29 +18,16 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from bench.run import SERVICES, Platform, free_port, wait_http
-from shared.topics import consumer_group
+from shared.topics import service_groups
 
 HTTP_PORT_SETTING = {"intake": "INTAKE_PORT", "reporting": "REPORTING_PORT"}
-# Each service's consumer groups (shared/consumer.py subscribers), for rebalance evidence.
-GROUPS = {
-    "intake": ("intake", "intake-submissions"),
-    "routing": ("routing",),
-    "sla": ("sla",),
-    "notify": ("notify",),
-    "reporting": ("reporting",),
-}
 
 STOP_TIMEOUT_S = 30.0
 DESCRIBE_ATTEMPTS = 3
 
 
-def groups_of(namespace: str, service: str) -> list[str]:
-    """The consumer groups ``service`` joins in ``namespace``, as the broker names them."""
-    return [consumer_group(namespace, group) for group in GROUPS[service]]
-
-
 def all_groups(namespace: str) -> list[str]:
-    return [group for service in SERVICES for group in groups_of(namespace, service)]
+    return [group for service in SERVICES for group in service_groups(namespace, service)]
 
 
 @dataclass

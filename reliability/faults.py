@@ -72,7 +72,6 @@ from reliability.cluster import (  # noqa: E402
     all_groups,
     describe_groups,
     freeze,
-    groups_of,
     lag,
     stop,
     thaw,
@@ -81,7 +80,7 @@ from reliability.load import LoadDriver, read_outcomes  # noqa: E402
 from reliability.reconcile import Asked, Sources, Verdict, observe, verdict  # noqa: E402
 from reliability.stack import FaultsStack, ShutdownMode  # noqa: E402
 from shared.kafka_admin import ensure_topics  # noqa: E402
-from shared.topics import Topics, all_topic_partitions  # noqa: E402
+from shared.topics import Topics, all_topic_partitions, service_groups  # noqa: E402
 
 log = structlog.get_logger("faults")
 
@@ -462,7 +461,7 @@ class SlowConsumer:
             await how(run, service)
 
     async def _held_up(self, run: Run, service: str) -> None:
-        groups = groups_of(run.sources.namespace, service)
+        groups = list(service_groups(run.sources.namespace, service))
         before = await describe_groups(run.sources.bootstrap, groups)
         conn = await asyncpg.connect(run.sources.database_url)
         try:
@@ -483,7 +482,7 @@ class SlowConsumer:
         )
 
     async def _frozen(self, run: Run, service: str) -> None:
-        groups = groups_of(run.sources.namespace, service)
+        groups = list(service_groups(run.sources.namespace, service))
         instance = run.cluster.primary[service]
         before = await describe_groups(run.sources.bootstrap, groups)
         freeze(instance)

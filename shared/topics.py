@@ -18,6 +18,18 @@ DEAD_LETTER_PARTITIONS = 3
 DEFAULT_NAMESPACE = "complaints"
 
 
+# The consumer groups each service joins: the group_id= of its subscriptions
+# (tests/unit/test_kafka_security.py checks this against the code). The ACLs, the fault
+# harness and KEDA's triggers name them from here.
+SERVICE_GROUPS: dict[str, tuple[str, ...]] = {
+    "intake": ("intake", "intake-submissions"),
+    "routing": ("routing",),
+    "sla": ("sla",),
+    "notify": ("notify",),
+    "reporting": ("reporting",),
+}
+
+
 def consumer_group(namespace: str, name: str) -> str:
     """The consumer group a service's ``name`` (``routing``, ``intake-submissions``) joins
     in ``namespace``: the bare name in the default namespace, where running deployments
@@ -129,3 +141,8 @@ def all_topic_partitions(
     counts = {topic.name: sizes.get(topic.role, topic.partitions) for topic in topics}
     counts.update({topic.dead_letter: DEAD_LETTER_PARTITIONS for topic in topics})
     return counts
+
+
+def service_groups(namespace: str, service: str) -> tuple[str, ...]:
+    """The consumer groups ``service`` joins in ``namespace``, as the broker names them."""
+    return tuple(consumer_group(namespace, group) for group in SERVICE_GROUPS[service])

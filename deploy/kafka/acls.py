@@ -58,19 +58,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from shared.topics import DEFAULT_NAMESPACE, Topics, consumer_group  # noqa: E402
+from shared.topics import DEFAULT_NAMESPACE, Topics, service_groups  # noqa: E402
 
 SERVICES = ("intake", "routing", "sla", "notify", "reporting")
-# The consumer groups each service joins (the group_id= of its subscriptions, prefixed by
-# the namespace outside the default one: shared.topics.consumer_group)
-# (tests/unit/test_kafka_security.py checks this against the code).
-GROUPS: dict[str, tuple[str, ...]] = {
-    "intake": ("intake", "intake-submissions"),
-    "routing": ("routing",),
-    "sla": ("sla",),
-    "notify": ("notify",),
-    "reporting": ("reporting",),
-}
 DLQ_REPLAY = "dlq-replay"
 BRANCHES = "branches"
 BRANCH_GROUP_PREFIX = "branch-"
@@ -152,7 +142,7 @@ def plan(namespace: str = DEFAULT_NAMESPACE) -> list[Grant]:
                 user,
                 ("Read",),
                 topics=tuple(topic.name for topic in consumed),
-                groups=tuple(consumer_group(namespace, group) for group in GROUPS[service]),
+                groups=service_groups(namespace, service),
             )
         )
     replay = user_name(namespace, DLQ_REPLAY)

@@ -52,7 +52,7 @@ from pydantic_settings import BaseSettings
 from shared.db.roles import role_of
 from shared.kafka_security import KafkaSecurity
 from shared.settings import ServiceSettings
-from shared.topics import Topics
+from shared.topics import SERVICE_GROUPS, Topics
 from tests.unit.test_kafka_security import load_acls
 
 REPO = Path(__file__).resolve().parents[2]
@@ -701,7 +701,7 @@ def test_lag_scaling_watches_the_groups_and_topics_the_code_consumes(
         triggers = [trigger["metadata"] for trigger in scaled["spec"]["triggers"]]
         assert {trigger["topic"] for trigger in triggers} == {topic.name for topic in consumed}
         for trigger in triggers:
-            assert trigger["consumerGroup"] in acls.GROUPS[name]
+            assert trigger["consumerGroup"] in SERVICE_GROUPS[name]
             assert trigger["bootstrapServers"] == config["KAFKA_BOOTSTRAP_SERVERS"]
             # As the services' consumers do (shared/consumer.py): a new group lags by
             # everything on the topic.

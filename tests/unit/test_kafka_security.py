@@ -19,7 +19,7 @@ from pydantic import SecretStr
 
 from shared.kafka_security import PLAINTEXT, KafkaSecurity, KafkaSecurityError
 from shared.settings import ServiceSettings
-from shared.topics import DEAD_LETTER_SUFFIX, Topics
+from shared.topics import DEAD_LETTER_SUFFIX, SERVICE_GROUPS, Topics
 
 REPO = Path(__file__).resolve().parents[2]
 VARIABLES = (
@@ -170,7 +170,7 @@ def allowed(user: str, operation: str, kind: str = "TOPIC") -> set[str]:
 
 
 def test_the_groups_in_the_plan_are_the_groups_in_the_code() -> None:
-    for service, groups in acls.GROUPS.items():
+    for service, groups in SERVICE_GROUPS.items():
         in_code = {
             match
             for path in (REPO / "services" / service).glob("*.py")
@@ -189,7 +189,7 @@ def test_each_service_writes_only_its_own_topics_and_its_inputs_dead_letters() -
         inputs = {topics.by_role(role) for role in app.SUBSCRIBES_TO}
         assert allowed(user, "WRITE") == own | {t.dead_letter for t in inputs}
         assert allowed(user, "READ") == {t.name for t in inputs}
-        assert allowed(user, "READ", "GROUP") == set(acls.GROUPS[service])
+        assert allowed(user, "READ", "GROUP") == set(SERVICE_GROUPS[service])
         # Nobody else's topic: every topic written is produced by this service or is
         # a dead-letter topic of an input.
         for name in allowed(user, "WRITE"):
@@ -252,4 +252,4 @@ def test_in_another_namespace_each_service_may_read_only_its_own_namespaced_grou
     for service in acls.SERVICES:
         user = acls.user_name("staging", service)
         groups = {name for u, op, kind, name, _ in rows if (u, op, kind) == (user, "READ", "GROUP")}
-        assert groups == {f"staging.{group}" for group in acls.GROUPS[service]}, service
+        assert groups == {f"staging.{group}" for group in SERVICE_GROUPS[service]}, service
