@@ -3,11 +3,11 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
 
+from shared.db.urls import with_database
 from shared.kafka_admin import ensure_topics
 from shared.topics import Topics, all_topic_partitions
 from tests.support.auth import credentials
@@ -36,11 +36,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def infra() -> Iterator[Infra]:
     with provide(chosen_kind()) as provided:
         yield provided
-
-
-def with_database(url: str, database: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path=f"/{database}"))
 
 
 @pytest.fixture

@@ -45,7 +45,6 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
@@ -57,6 +56,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from shared.auth.dev import DevCredentials  # noqa: E402
+from shared.db.urls import with_database  # noqa: E402
 
 SERVICES = ("intake", "routing", "sla", "notify", "reporting")
 API_SERVICES = {"intake", "reporting"}
@@ -111,14 +111,6 @@ def pick_engine(requested: str | None) -> str:
     raise SmokeError(
         f"no working container engine among {', '.join(candidates)} (`<engine> info` must succeed)"
     )
-
-
-def with_database(url: str, database: str, user: str | None = None) -> str:
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if user is not None:
-        netloc = f"{user}@{netloc.rsplit('@', 1)[-1]}"
-    return urlunsplit(parts._replace(netloc=netloc, path=f"/{database}"))
 
 
 @dataclass

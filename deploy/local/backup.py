@@ -56,6 +56,7 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from shared.db.urls import with_database  # noqa: E402
 from shared.settings import ServiceSettings  # noqa: E402
 from shared.topics import Topics, consumer_group  # noqa: E402
 
@@ -155,10 +156,6 @@ def masked(url: str) -> str:
 
 def database_name(url: str) -> str:
     return urlsplit(url).path.lstrip("/") or "postgres"
-
-
-def with_database(url: str, name: str) -> str:
-    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
 
 
 def quoted(identifier: str) -> str:

@@ -37,9 +37,9 @@ from services.intake.app import build_app as build_intake
 from services.intake.settings import IntakeSettings
 from services.reporting.app import build_app as build_reporting
 from services.reporting.settings import ReportingSettings
+from shared.db.urls import with_database
 from shared.kafka_admin import ensure_topics
 from shared.topics import all_topic_partitions
-from tests.conftest import with_database
 from tests.integration.test_intake_api import submission
 from tests.support.auth import admin_headers, staff_token
 from tests.support.infra import Infra

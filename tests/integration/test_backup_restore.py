@@ -34,9 +34,9 @@ from services.notify.settings import NotifySettings
 from services.reporting.settings import ReportingSettings
 from services.routing.app import build_app as build_routing
 from services.sla.app import build_app as build_sla
+from shared.db.urls import with_database
 from shared.settings import ServiceSettings
 from shared.topics import Topics, consumer_group
-from tests.conftest import with_database
 from tests.integration.test_intake_api import submission
 from tests.support.backup import backup_tool, committed_offsets, table_counts, whole_topic
 from tests.support.infra import Infra

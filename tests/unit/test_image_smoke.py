@@ -45,32 +45,6 @@ def test_a_labelled_counter_never_incremented_sums_to_zero() -> None:
     assert smoke.counter_sum(generate_latest(registry).decode(), "notifications_failed_total") == 0
 
 
-@pytest.mark.parametrize(
-    ("url", "user", "expected"),
-    [
-        (
-            "postgresql://postgres@127.0.0.1:5433/complaints",
-            "complaints_routing",
-            "postgresql://complaints_routing@127.0.0.1:5433/image_smoke_1",
-        ),
-        (
-            "postgresql://admin:secret@db.internal:5432/complaints?sslmode=require",
-            None,
-            "postgresql://admin:secret@db.internal:5432/image_smoke_1?sslmode=require",
-        ),
-        (
-            "postgresql://127.0.0.1:5433/complaints",
-            "complaints_sla",
-            "postgresql://complaints_sla@127.0.0.1:5433/image_smoke_1",
-        ),
-    ],
-)
-def test_service_urls_name_the_runs_database_and_the_services_role(
-    url: str, user: str | None, expected: str
-) -> None:
-    assert smoke.with_database(url, "image_smoke_1", user) == expected
-
-
 def test_every_service_gets_its_own_role_port_and_the_runs_namespace() -> None:
     run = smoke.Run(
         engine="podman",
